@@ -1,0 +1,1 @@
+"""Command-line entry points: ``pytc-train`` and ``emseg <subcommand>`` (one module per subcommand)."""

@@ -1,0 +1,59 @@
+"""What every command shares: config arguments, and user errors as one line with exit status 2."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+import warnings
+from typing import Callable
+
+from emseg_plugins.errors import EmsegError, PluginWarning
+
+EXIT_USER_ERROR = 2
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config-file``, ``--config-base`` and trailing ``KEY VALUE`` overrides (as PyTC's main.py)."""
+    parser.add_argument("--config-file", required=True, metavar="YAML", help="run config (may name _BASE_ files)")
+    parser.add_argument("--config-base", metavar="YAML", help="config merged before --config-file (PyTC style)")
+    parser.add_argument("opts", nargs="*", metavar="KEY VALUE",
+                        help="overrides, e.g. SOLVER.BASE_LR 1e-4 DATASET.OUTPUT_PATH outputs/x")
+
+
+def add_debug_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+
+
+def run_command(body: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Run ``body(args)``; a user error prints ``error: ...`` on one line and returns 2."""
+    try:
+        return body(args) or 0
+    except EmsegError as exc:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, PluginWarning):
+        print(f"warning: {message}", file=file or sys.stderr)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+warnings.showwarning = _show_warning  # plugin warnings as one plain line
+
+
+def quiet_library_warnings() -> None:
+    """Silence third-party chatter that says nothing to a user of this tool."""
+    for pattern in (".*does not have many workers.*", ".*is not a valid hook.*", ".*Checkpoint directory .* exists and is not empty.*",
+                    ".*The number of training batches.*", ".*`isinstance\\(treespec, LeafSpec\\)`.*",
+                    ".*your dataloader is not resumable.*"):  # the data module resumes by step itself
+        warnings.filterwarnings("ignore", message=pattern)
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())

@@ -1,0 +1,33 @@
+"""``emseg``: the umbrella command. Each subcommand is a module here with ``add_arguments`` and ``run``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from emseg_plugins.cli.common import run_command
+
+# subcommand -> (module, one-line help); later subcommands are added here.
+SUBCOMMANDS = {
+    "train": ("emseg_plugins.cli.train", "train a config (same as pytc-train)"),
+    "plugins": ("emseg_plugins.cli.plugins", "list installed models, losses, datasets and config nodes"),
+    "config": ("emseg_plugins.cli.config", "show the resolved config or every valid key"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    commands = "\n".join(f"  {name:<10} {help_text}" for name, (_, help_text) in SUBCOMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog="emseg", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="EM segmentation with plugins: train, inspect, predict.",
+        epilog=f"commands:\n{commands}\n\n`emseg COMMAND --help` explains each.",
+    )
+    parser.add_argument("command", choices=list(SUBCOMMANDS), metavar="COMMAND")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    top = parser.parse_args(argv)
+    module = importlib.import_module(SUBCOMMANDS[top.command][0])
+    sub = argparse.ArgumentParser(prog=f"emseg {top.command}", description=module.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(sub)
+    args = sub.parse_intermixed_args(top.args)  # flags may follow KEY VALUE overrides
+    sys.exit(run_command(module.run, args))

@@ -1,0 +1,90 @@
+"""Default config: PyTorch Connectomics' top-level vocabulary plus one node per plugin.
+
+Keys follow PyTC v1 names where PyTC has them (``SOLVER.BASE_LR``, ``SOLVER.ITERATION_TOTAL``,
+``MODEL.ARCHITECTURE``, ``INFERENCE.STRIDE`` ...). Plugins add their own nodes through the
+``emseg_plugins.configs`` entry-point group (detectron2's ``add_xxx_config(cfg)`` pattern), so yacs
+still rejects a typo anywhere else.
+"""
+from __future__ import annotations
+
+from yacs.config import CfgNode as CN
+
+from emseg_plugins.registry import CONFIGS
+
+
+def _base_defaults() -> CN:
+    C = CN()
+
+    C.SYSTEM = CN()
+    C.SYSTEM.NUM_GPUS = 0  # 0 = CPU; >0 = that many accelerators (Lightning "auto")
+    C.SYSTEM.NUM_CPUS = 1  # DataLoader worker processes (0 = load in the training process)
+    C.SYSTEM.DEVICES = 1  # processes on CPU (2 with STRATEGY "ddp" = two-process gloo DDP)
+    C.SYSTEM.STRATEGY = "auto"  # Lightning strategy: auto | ddp | ddp_spawn ...
+    C.SYSTEM.NUM_NODES = 1
+    C.SYSTEM.SEED = 0
+
+    C.MODEL = CN()
+    C.MODEL.ARCHITECTURE = "joenet"
+    C.MODEL.IN_PLANES = 1  # image channels; 2.5D multiplies by DATASET.INPUT_SLICES
+    C.MODEL.FILTERS = [32, 64, 128, 256]
+    C.MODEL.NORM_MODE = "bn"
+    C.MODEL.ACT_MODE = "gelu"  # gelu | leaky_relu | relu
+
+    C.LOSS = CN()
+    C.LOSS.NAME = "dice_bce"
+
+    C.DATASET = CN()
+    C.DATASET.NAME = "synthetic"
+    C.DATASET.CLASSES = ["nuc", "mito"]  # CellMap class names; one output channel each
+    C.DATASET.DIMS = 2  # 2 = slices (2D/2.5D models), 3 = patches (3D models)
+    C.DATASET.PATCH_SIZE = [1, 128, 128]  # (Z, Y, X) voxels; Z must be 1 when DIMS is 2
+    C.DATASET.INPUT_SLICES = 1  # 2.5D: odd number of adjacent slices as channels
+    C.DATASET.OUTPUT_PATH = "outputs/run"  # run directory: checkpoints, logs, config, metrics
+
+    C.AUGMENTOR = CN()
+    C.AUGMENTOR.ENABLED = True
+    C.AUGMENTOR.FLIP = True  # flips along Y and X
+    C.AUGMENTOR.ROTATE90 = True  # 90-degree rotations in the YX plane
+    C.AUGMENTOR.INTENSITY = 0.1  # max relative brightness/contrast change (0 = off)
+
+    C.SOLVER = CN()
+    C.SOLVER.NAME = "AdamW"
+    C.SOLVER.BASE_LR = 1e-3
+    C.SOLVER.WEIGHT_DECAY = 1e-4
+    C.SOLVER.LR_SCHEDULER_NAME = "cosine"  # cosine | plateau | constant
+    C.SOLVER.WARMUP_ITERS = 0
+    C.SOLVER.PLATEAU_PATIENCE = 3  # validations without improvement before the LR drops (plateau)
+    C.SOLVER.ITERATION_TOTAL = 1000  # optimizer steps
+    C.SOLVER.ITERATION_VAL = 200  # validate every N optimizer steps (combined train/val run)
+    C.SOLVER.ITERATION_SAVE = 0  # rewrite last.ckpt every N optimizer steps; 0 = at every validation
+    C.SOLVER.ITERATION_STEP = 1  # gradient accumulation: batches per optimizer step
+    C.SOLVER.SAMPLES_PER_BATCH = 8
+    C.SOLVER.CLIP_GRADIENTS = 0.0  # max gradient norm; 0 = off
+    C.SOLVER.PRECISION = "32"  # 32 | 16-mixed | bf16-mixed
+
+    C.MONITOR = CN()
+    C.MONITOR.LOG_EVERY_N_STEPS = 10
+    C.MONITOR.CHECKPOINT_METRIC = "val/dice_mean"
+    C.MONITOR.CHECKPOINT_TOP_K = 2
+    C.MONITOR.EARLY_STOP_PATIENCE = 0  # validations without improvement before stopping; 0 = off
+    C.MONITOR.PROGRESS_BAR = True
+
+    C.INFERENCE = CN()
+    C.INFERENCE.INPUT_SIZE = [1, 128, 128]  # sliding-window size (Z, Y, X)
+    C.INFERENCE.OVERLAP = 0.25  # fraction of the window shared by neighbours
+    C.INFERENCE.BLENDING = "gaussian"  # gaussian | constant
+    C.INFERENCE.SAMPLES_PER_BATCH = 4  # windows per forward pass
+    C.INFERENCE.THRESHOLD = 0.5
+    C.INFERENCE.OUTPUT_FORMAT = "h5"  # h5 | zarr
+    C.INFERENCE.OUTPUT_NAME = "predictions"
+    C.INFERENCE.SPLIT = "val"
+    return C
+
+
+def get_cfg_defaults() -> CN:
+    """A fresh, mutable default config with every installed config plugin's node added."""
+    cfg = _base_defaults()
+    for record in CONFIGS.records():
+        if record.status == "ok":  # broken/conflicting ones were already warned about
+            record.builder(cfg)
+    return cfg

@@ -1,0 +1,191 @@
+"""Load a run's config: defaults <- ``--config-base`` <- ``--config-file`` (with ``_BASE_``) <- overrides.
+
+Every key and value is checked before it is merged, so a mistake is reported as one line naming
+the file, the key and the closest valid key. Only YAML is read; no Python config is executed.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import yaml
+from yacs.config import CfgNode as CN
+from yacs.config import _check_and_coerce_cfg_value_type
+
+from emseg_plugins.config.defaults import get_cfg_defaults
+from emseg_plugins.errors import ConfigError
+
+BASE_KEY = "_BASE_"
+
+# Keys whose values come from a fixed set: key -> allowed values.
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "DATASET.DIMS": (2, 3),
+    "SOLVER.NAME": ("AdamW", "Adam", "SGD"),
+    "SOLVER.LR_SCHEDULER_NAME": ("cosine", "plateau", "constant"),
+    "SOLVER.PRECISION": ("32", "16-mixed", "bf16-mixed"),
+    "INFERENCE.BLENDING": ("gaussian", "constant"),
+    "INFERENCE.OUTPUT_FORMAT": ("h5", "zarr"),
+    "INFERENCE.SPLIT": ("train", "val", "test"),
+}
+
+
+def load_config(
+    config_file: str | Path | None = None,
+    config_base: str | Path | None = None,
+    overrides: Sequence[str] = (),
+) -> CN:
+    """The frozen, validated config for a run. Raises :class:`ConfigError` on any mistake."""
+    cfg = get_cfg_defaults()
+    for path in (config_base, config_file):
+        if path is not None:
+            for source, data in _yaml_chain(Path(path), stack=()):
+                merge_dict(cfg, data, source)
+    merge_overrides(cfg, overrides)
+    check_values(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def _yaml_chain(path: Path, stack: tuple[Path, ...]) -> list[tuple[str, dict]]:
+    """``[(file, mapping), ...]`` with every ``_BASE_`` ancestor before the file that names it."""
+    resolved = path.resolve()
+    if resolved in stack:
+        cycle = " -> ".join(str(p) for p in (*stack, resolved))
+        raise ConfigError(f"{path}: _BASE_ cycle ({cycle}); remove one of the _BASE_ links")
+    data = read_yaml(path)
+    bases = data.pop(BASE_KEY, None)
+    if bases is None:
+        bases = []
+    elif isinstance(bases, str):
+        bases = [bases]
+    elif not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: _BASE_ must be a path or a list of paths, got {bases!r}")
+    chain: list[tuple[str, dict]] = []
+    for base in bases:
+        chain += _yaml_chain(path.parent / base, (*stack, resolved))
+    chain.append((str(path), data))
+    return chain
+
+
+def read_yaml(path: Path) -> dict:
+    """The mapping in a YAML file; :class:`ConfigError` when it is missing or not a mapping."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found; check the path (configs/ holds the examples)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of KEY: value, got {type(data).__name__}")
+    return data
+
+
+def merge_dict(cfg: CN, data: dict, source: str) -> None:
+    """Merge a nested mapping into ``cfg``, checking each key and value type."""
+    _merge_node(cfg, cfg, data, source, prefix="")
+
+
+def _merge_node(root: CN, node: CN, data: dict, source: str, prefix: str) -> None:
+    for key, value in data.items():
+        full_key = f"{prefix}{key}"
+        if not isinstance(key, str) or key not in node:
+            raise ConfigError(f"{source}: unknown key {full_key}{_suggest(root, full_key)}")
+        if isinstance(node[key], CN):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: {full_key} is a section; give it KEY: value pairs, not {value!r}")
+            _merge_node(root, node[key], value, source, f"{full_key}.")
+        else:
+            node[key] = _coerce(value, node[key], full_key, source)
+
+
+def merge_overrides(cfg: CN, overrides: Sequence[str]) -> None:
+    """Apply ``KEY VALUE`` pairs from the command line (``SOLVER.BASE_LR 1e-4``)."""
+    if len(overrides) % 2:
+        raise ConfigError(f"command line: overrides come in KEY VALUE pairs; {overrides[-1]!r} has no value")
+    for full_key, raw in zip(overrides[::2], overrides[1::2]):
+        *parents, leaf = full_key.split(".")
+        node = cfg
+        for part in parents:
+            node = node.get(part)
+            if not isinstance(node, CN):
+                break
+        if not isinstance(node, CN) or leaf not in node:
+            raise ConfigError(f"command line: unknown key {full_key}{_suggest(cfg, full_key)}")
+        if isinstance(node[leaf], CN):
+            raise ConfigError(f"command line: {full_key} is a section; override one of its keys")
+        node[leaf] = _coerce(CN._decode_cfg_value(raw), node[leaf], full_key, "command line")
+
+
+def check_values(cfg: CN) -> None:
+    """Cross-key and enumerated-value checks that a type check cannot express."""
+    for full_key, allowed in CHOICES.items():
+        require_choice(full_key, lookup(cfg, full_key), allowed)
+    slices = cfg.DATASET.INPUT_SLICES
+    if slices < 1 or slices % 2 == 0:
+        raise ConfigError(f"config: DATASET.INPUT_SLICES = {slices} must be a positive odd number (centre slice predicted)")
+    if cfg.DATASET.DIMS == 2 and cfg.DATASET.PATCH_SIZE[0] != 1:
+        raise ConfigError(f"config: DATASET.PATCH_SIZE = {list(cfg.DATASET.PATCH_SIZE)} must start with 1 when DATASET.DIMS is 2")
+    for key in ("DATASET.PATCH_SIZE", "INFERENCE.INPUT_SIZE"):
+        size = lookup(cfg, key)
+        if len(size) != 3 or min(size) < 1:
+            raise ConfigError(f"config: {key} = {list(size)} must be three positive sizes (Z, Y, X)")
+    if not cfg.DATASET.CLASSES:
+        raise ConfigError("config: DATASET.CLASSES is empty; name at least one class (e.g. [nuc, mito])")
+    if not cfg.SOLVER.BASE_LR > 0 or cfg.SOLVER.WEIGHT_DECAY < 0:
+        raise ConfigError(f"config: SOLVER.BASE_LR = {cfg.SOLVER.BASE_LR} must be > 0 and SOLVER.WEIGHT_DECAY = {cfg.SOLVER.WEIGHT_DECAY} >= 0")
+    if not 0 <= cfg.INFERENCE.OVERLAP < 1:
+        raise ConfigError(f"config: INFERENCE.OVERLAP = {cfg.INFERENCE.OVERLAP} must be in [0, 1)")
+    for key in ("SOLVER.ITERATION_TOTAL", "SOLVER.ITERATION_VAL", "SOLVER.SAMPLES_PER_BATCH", "SOLVER.ITERATION_STEP"):
+        if lookup(cfg, key) < 1:
+            raise ConfigError(f"config: {key} = {lookup(cfg, key)} must be at least 1")
+
+
+def require_choice(full_key: str, value: Any, allowed: Sequence[Any]) -> None:
+    """:class:`ConfigError` unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise ConfigError(f"config: {full_key} = {value!r} is not one of {', '.join(map(repr, allowed))}")
+
+
+def all_keys(cfg: CN, prefix: str = "") -> Iterable[str]:
+    """Every leaf key of ``cfg`` as a dotted path."""
+    for key, value in cfg.items():
+        if isinstance(value, CN):
+            yield from all_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def _coerce(value: Any, original: Any, full_key: str, source: str) -> Any:
+    if isinstance(original, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)  # "BASE_LR: 1" means 1.0
+    if isinstance(value, str) and not isinstance(original, str):
+        value = CN._decode_cfg_value(value)  # YAML reads 1e-3 as a string; yacs decodes it
+    try:
+        return _check_and_coerce_cfg_value_type(value, original, full_key.split(".")[-1], full_key)
+    except ValueError:
+        raise ConfigError(
+            f"{source}: {full_key} expects a {type(original).__name__} (default {original!r}), got {value!r}"
+        ) from None
+
+
+def _suggest(cfg: CN, full_key: str) -> str:
+    keys = list(all_keys(cfg))
+    close = difflib.get_close_matches(full_key, keys, n=1, cutoff=0.5)
+    if not close:  # fall back to matching the last part only
+        leaf = full_key.split(".")[-1]
+        by_leaf = {k.split(".")[-1]: k for k in keys}
+        close = [by_leaf[m] for m in difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)]
+    return f"; did you mean {close[0]}?" if close else "; `emseg config --keys` lists the valid keys"
+
+
+def lookup(cfg: CN, full_key: str) -> Any:
+    """The value at a dotted key, or None where the path does not exist."""
+    node = cfg
+    for part in full_key.split("."):
+        node = node.get(part) if isinstance(node, CN) else None
+    return node

@@ -1,0 +1,172 @@
+"""Patch datasets over in-memory volumes, shared by every dataset plugin that loads volumes.
+
+A dataset plugin's builder returns a :class:`VolumeData`; the engine asks it for a training and a
+validation ``torch`` dataset and, for inference, for whole volumes. Samples follow the batch schema
+(docs/schemas.md): ``image`` float32 (C, [Z,] Y, X) in [0, 1], ``label`` float32 (K, [Z,] Y, X) in
+{0, 1} (NaN = unannotated). 2D samples carry ``INPUT_SLICES`` adjacent slices as channels and the
+label of the centre slice (2.5D); 3D samples are (1, Z, Y, X) patches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from yacs.config import CfgNode as CN
+
+from emseg_plugins.errors import DataError
+
+
+@dataclass(frozen=True)
+class Volume:
+    """One image volume with its labels. image (Z, Y, X) uint8; labels (K, Z, Y, X) uint8 or float (NaN)."""
+
+    name: str
+    image: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self):
+        if self.image.ndim != 3 or self.labels.ndim != 4 or self.labels.shape[1:] != self.image.shape:
+            raise DataError(
+                f"volume {self.name!r}: image {self.image.shape} and labels {self.labels.shape} must be "
+                "(Z, Y, X) and (K, Z, Y, X) with the same Z, Y, X"
+            )
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    """What one sample looks like: patch (Z, Y, X) voxels, 2D or 3D, adjacent slices for 2.5D."""
+
+    size: tuple[int, int, int]
+    dims: int
+    input_slices: int
+
+    @classmethod
+    def from_cfg(cls, cfg: CN) -> "PatchSpec":
+        return cls(tuple(cfg.DATASET.PATCH_SIZE), cfg.DATASET.DIMS, cfg.DATASET.INPUT_SLICES)
+
+    def check_fits(self, volume: Volume) -> None:
+        if any(p > s for p, s in zip(self.size, volume.image.shape)):
+            raise DataError(
+                f"volume {volume.name!r} of shape {volume.image.shape} is smaller than "
+                f"DATASET.PATCH_SIZE {list(self.size)}; lower the patch size or use a larger volume"
+            )
+
+    def sample(self, volume: Volume, corner: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The sample whose patch starts at ``corner`` (z, y, x) voxels."""
+        z, y, x = corner
+        pz, py, px = self.size
+        if self.dims == 2:
+            half = self.input_slices // 2
+            zs = np.clip(np.arange(z - half, z + half + 1), 0, volume.image.shape[0] - 1)  # edge-repeat
+            image = volume.image[zs, y : y + py, x : x + px]
+            label = volume.labels[:, z, y : y + py, x : x + px]
+        else:
+            image = volume.image[None, z : z + pz, y : y + py, x : x + px]
+            label = volume.labels[:, z : z + pz, y : y + py, x : x + px]
+        return {"image": _to_unit_float(image), "label": torch.from_numpy(np.ascontiguousarray(label, np.float32))}
+
+
+class RandomPatches(Dataset):
+    """``length`` random patches; sample ``i`` is a pure function of ``(seed, i)`` (any worker count)."""
+
+    def __init__(self, volumes: list[Volume], spec: PatchSpec, length: int, seed: int, augment: "Augment | None"):
+        for v in volumes:
+            spec.check_fits(v)
+        self.volumes, self.spec, self.length, self.seed, self.augment = volumes, spec, length, seed, augment
+        sizes = np.array([v.image.size for v in volumes], dtype=np.float64)
+        self.volume_weights = sizes / sizes.sum()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, index))
+        volume = self.volumes[rng.choice(len(self.volumes), p=self.volume_weights)]
+        corner = [int(rng.integers(0, s - p + 1)) for s, p in zip(volume.image.shape, self.spec.size)]
+        sample = self.spec.sample(volume, corner)
+        return self.augment(sample, rng) if self.augment else sample
+
+
+class GridPatches(Dataset):
+    """Patches tiling every volume without gaps (the last tile on an axis is shifted inwards)."""
+
+    def __init__(self, volumes: list[Volume], spec: PatchSpec):
+        for v in volumes:
+            spec.check_fits(v)
+        self.volumes, self.spec = volumes, spec
+        self.index = [(i, corner) for i, v in enumerate(volumes) for corner in tile_corners(v.image.shape, spec.size)]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        volume_index, corner = self.index[index]
+        return self.spec.sample(self.volumes[volume_index], corner)
+
+
+def tile_corners(shape: Sequence[int], size: Sequence[int]) -> list[tuple[int, ...]]:
+    """Corners of tiles of ``size`` covering ``shape`` exactly (overlap only at the far edges)."""
+    axes = [sorted({*range(0, s - p + 1, p), s - p}) for s, p in zip(shape, size)]
+    return [tuple(c) for c in np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(shape))]
+
+
+class Augment:
+    """Flips and 90-degree rotations in the YX plane (anisotropy-safe) and brightness/contrast jitter."""
+
+    def __init__(self, flip: bool, rotate90: bool, intensity: float):
+        self.flip, self.rotate90, self.intensity = flip, rotate90, intensity
+
+    @classmethod
+    def from_cfg(cls, cfg: CN) -> "Augment | None":
+        a = cfg.AUGMENTOR
+        return cls(a.FLIP, a.ROTATE90, a.INTENSITY) if a.ENABLED else None
+
+    def __call__(self, sample: dict[str, torch.Tensor], rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        image, label = sample["image"], sample["label"]
+        y, x = image.ndim - 2, image.ndim - 1
+        if self.flip:
+            dims = [d for d, flip in zip((y, x), rng.random(2) < 0.5) if flip]
+            if dims:
+                image, label = image.flip(dims), label.flip(dims)
+        if self.rotate90 and image.shape[y] == image.shape[x]:
+            k = int(rng.integers(4))
+            image, label = image.rot90(k, (y, x)), label.rot90(k, (y, x))
+        if self.intensity > 0:
+            contrast, brightness = 1 + self.intensity * rng.uniform(-1, 1), self.intensity * rng.uniform(-0.5, 0.5)
+            image = ((image - 0.5) * contrast + 0.5 + brightness).clamp(0, 1)
+        return {**sample, "image": image.contiguous(), "label": label.contiguous()}
+
+
+def _to_unit_float(image: np.ndarray) -> torch.Tensor:
+    """uint8 -> float32 in [0, 1]; float volumes are taken as already normalised."""
+    array = np.ascontiguousarray(image)
+    tensor = torch.from_numpy(array)
+    return tensor.float() / 255.0 if array.dtype == np.uint8 else tensor.float()
+
+
+class VolumeData:
+    """What a volume-based dataset plugin returns: classes and volumes per split (train/val/test)."""
+
+    def __init__(self, cfg: CN, splits: dict[str, "list[Volume] | Callable[[], list[Volume]]"]):
+        self.cfg = cfg
+        self.classes = list(cfg.DATASET.CLASSES)
+        self.splits = splits
+        self.spec = PatchSpec.from_cfg(cfg)
+
+    def volumes(self, split: str) -> list[Volume]:
+        """The split's volumes; a split given as a function is loaded on first use."""
+        if callable(self.splits.get(split)):
+            self.splits[split] = self.splits[split]()
+        if not self.splits.get(split):
+            raise DataError(f"dataset {self.cfg.DATASET.NAME!r} has no {split!r} split; available: {', '.join(s for s, v in self.splits.items() if v)}")
+        return self.splits[split]
+
+    def train_dataset(self, num_samples: int) -> Dataset:
+        """``num_samples`` random patches: sample i is fixed by (SYSTEM.SEED, i)."""
+        return RandomPatches(self.volumes("train"), self.spec, num_samples, self.cfg.SYSTEM.SEED, Augment.from_cfg(self.cfg))
+
+    def val_dataset(self) -> Dataset:
+        return GridPatches(self.volumes("val"), self.spec)

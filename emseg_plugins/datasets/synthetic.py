@@ -1,0 +1,52 @@
+"""``synthetic``: procedural EM volumes (no download), split by a held-out Z range.
+
+The volume comes from :func:`make_em_volume`; the slices in ``DATASET.SYNTHETIC.VAL_Z`` are the
+validation split (as the Joe Net notes hold out Z 880-900 of 800-900), the rest train, and an
+independently drawn volume (seed + 1) is the test split.
+"""
+from __future__ import annotations
+
+import numpy as np
+from yacs.config import CfgNode as CN
+
+from emseg_plugins.datasets.patches import Volume, VolumeData
+from emseg_plugins.datasets.synthetic_em import SyntheticVolume, make_em_volume
+from emseg_plugins.errors import ConfigError
+
+CLASS_LAYERS = {"nuc": "nuc", "mito": "mito"}  # CellMap class name -> SyntheticVolume field
+
+
+def add_synthetic_config(cfg: CN) -> None:
+    """DATASET.SYNTHETIC: volume shape (Z, Y, X voxels), seed and held-out Z range [start, stop)."""
+    cfg.DATASET.SYNTHETIC = CN()
+    cfg.DATASET.SYNTHETIC.SHAPE = [100, 256, 256]
+    cfg.DATASET.SYNTHETIC.SEED = 0
+    cfg.DATASET.SYNTHETIC.VAL_Z = [80, 100]
+
+
+def build_synthetic(cfg: CN) -> VolumeData:
+    node = cfg.DATASET.SYNTHETIC
+    unknown = [c for c in cfg.DATASET.CLASSES if c not in CLASS_LAYERS]
+    if unknown:
+        raise ConfigError(f"config: DATASET.CLASSES {unknown} not drawn by the synthetic dataset; use a subset of {list(CLASS_LAYERS)}")
+    z0, z1 = node.VAL_Z
+    if len(node.SHAPE) != 3 or not 0 <= z0 < z1 <= node.SHAPE[0] or z1 - z0 == node.SHAPE[0]:
+        raise ConfigError(f"config: DATASET.SYNTHETIC.VAL_Z {list(node.VAL_Z)} must be a proper sub-range [start, stop) of Z in SHAPE {list(node.SHAPE)}")
+    full = _volume("synthetic", make_em_volume(tuple(node.SHAPE), node.SEED), cfg.DATASET.CLASSES)
+    train = [_z_range(full, "train-below", 0, z0), _z_range(full, "train-above", z1, node.SHAPE[0])]
+    test_shape = (z1 - z0, *node.SHAPE[1:])
+    splits = {
+        "train": [v for v in train if v.image.shape[0] > 0],
+        "val": [_z_range(full, "val", z0, z1)],
+        "test": lambda: [_volume("synthetic-test", make_em_volume(test_shape, node.SEED + 1), cfg.DATASET.CLASSES)],
+    }
+    return VolumeData(cfg, splits)
+
+
+def _z_range(volume: Volume, suffix: str, start: int, stop: int) -> Volume:
+    return Volume(f"{volume.name}-{suffix}", volume.image[start:stop], volume.labels[:, start:stop])
+
+
+def _volume(name: str, synthetic: SyntheticVolume, classes: list[str]) -> Volume:
+    labels = np.stack([getattr(synthetic, CLASS_LAYERS[c]) for c in classes])
+    return Volume(name, synthetic.image, labels)

@@ -1,0 +1,1 @@
+"""Training engine on PyTorch Lightning: module, data module, trainer factory, run orchestration."""

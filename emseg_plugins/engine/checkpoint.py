@@ -1,0 +1,72 @@
+"""Checkpoints: atomic writes, safe loading (``weights_only``) and config compatibility checks."""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from yacs.config import CfgNode as CN
+
+from emseg_plugins.config.loader import lookup
+from emseg_plugins.errors import CheckpointError
+from emseg_plugins.utils.atomic import atomic_path
+
+# Keys that decide the model's weights and outputs: a checkpoint must agree on all of them.
+MODEL_KEYS = ("MODEL", "DATASET.CLASSES", "DATASET.DIMS", "DATASET.INPUT_SLICES")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O that never leaves a half-written file and loads without pickled code."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        return load_checkpoint(path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict, loaded with ``weights_only=True``; :class:`CheckpointError` if unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found; check --checkpoint (runs keep them in <run>/checkpoints/)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):
+            raise CheckpointError(f"{path}: refused: the checkpoint carries pickled code or objects, which are never executed; re-save it as a plain state_dict") from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle); point --checkpoint at a .ckpt written by pytc-train") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError):
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (truncated or another format); point --checkpoint at a .ckpt written by pytc-train") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "cfg_yaml" not in ckpt.get("hyper_parameters", {}):
+        raise CheckpointError(f"{path}: not an emseg-plugins checkpoint (no state_dict/config inside); use a .ckpt written by pytc-train")
+    return ckpt
+
+
+def checkpoint_config(ckpt: dict[str, Any]) -> CN:
+    return CN.load_cfg(ckpt["hyper_parameters"]["cfg_yaml"])
+
+
+def check_compatible(ckpt: dict[str, Any], cfg: CN, path: str | Path) -> None:
+    """:class:`CheckpointError` naming the first model-defining key where ``ckpt`` and ``cfg`` differ."""
+    saved = checkpoint_config(ckpt)
+    for key in MODEL_KEYS:
+        mine, theirs = lookup(cfg, key), lookup(saved, key)
+        if mine != theirs:
+            key, mine, theirs = _first_difference(key, mine, theirs)
+            raise CheckpointError(
+                f"{path}: checkpoint was trained with {key} = {theirs!r} but the config has {mine!r}; "
+                "use another DATASET.OUTPUT_PATH, or match the config to the checkpoint"
+            )
+
+
+def _first_difference(key: str, mine: Any, theirs: Any) -> tuple[str, Any, Any]:
+    if isinstance(mine, CN) and isinstance(theirs, CN):
+        for sub in sorted(set(mine) | set(theirs)):
+            if mine.get(sub) != theirs.get(sub):
+                return _first_difference(f"{key}.{sub}", mine.get(sub), theirs.get(sub))
+    return key, mine, theirs

@@ -1,0 +1,109 @@
+"""One training run end to end, and whole-volume inference from a checkpoint.
+
+Everything that can fail on bad input (config, plugins, data, checkpoints) is built and checked
+before anything is written to the run directory.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from yacs.config import CfgNode as CN
+
+from emseg_plugins.engine.checkpoint import check_compatible, checkpoint_config, load_checkpoint
+from emseg_plugins.engine.data import SegmentationDataModule
+from emseg_plugins.engine.module import SegmentationModule
+from emseg_plugins.engine.trainer import build_trainer, checkpoint_dir
+from emseg_plugins.evaluation.metrics import METRIC_NAMES, SegmentationMetrics, format_table, mean_over_classes
+from emseg_plugins.inference.sliding_window import predict_volume
+from emseg_plugins.inference.writers import write_predictions
+from emseg_plugins.registry import DATASETS
+from emseg_plugins.utils.atomic import atomic_write_text
+
+Table = dict[str, dict[str, float]]
+
+
+def train(cfg: CN, init_checkpoint: str | None = None) -> Table:
+    """Train (resuming from ``<run>/checkpoints/last.ckpt`` if present); returns the best model's metrics."""
+    run_dir = Path(cfg.DATASET.OUTPUT_PATH)
+    pl.seed_everything(cfg.SYSTEM.SEED, workers=True, verbose=False)
+    data = DATASETS.build(cfg.DATASET.NAME, cfg)
+    module = SegmentationModule(cfg.dump())
+    last = checkpoint_dir(run_dir) / "last.ckpt"
+    resume = load_checkpoint(last) if last.exists() else None
+    if resume is not None:
+        check_compatible(resume, cfg, last)
+        if _is_rank_zero():
+            print(f"resuming from {last} at step {resume['global_step']}", flush=True)
+    elif init_checkpoint:
+        start = load_checkpoint(init_checkpoint)
+        check_compatible(start, cfg, init_checkpoint)
+        module.load_state_dict(start["state_dict"])
+
+    datamodule = SegmentationDataModule(cfg, data, start_step=resume["global_step"] if resume else 0)
+
+    if _is_rank_zero():
+        atomic_write_text(run_dir / "config.yaml", cfg.dump())
+    trainer = build_trainer(cfg, run_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None, weights_only=True)
+    steps_trained = trainer.global_step
+
+    best = trainer.checkpoint_callback.best_model_path or (str(last) if last.exists() else None)
+    trainer.validate(module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
+    table = module.last_val_table
+    if trainer.is_global_zero and table is not None:
+        write_metrics(run_dir, table, {"checkpoint": best, "global_step": steps_trained})
+        print(f"\nvalidation metrics ({Path(best).name if best else 'final weights'}):\n{format_table(table)}\n")
+    return table
+
+
+def infer(cfg: CN, checkpoint: str | None = None) -> tuple[Path, Table | None]:
+    """Predict ``INFERENCE.SPLIT`` volumes with a checkpoint (default: the run's best, else last)."""
+    run_dir = Path(cfg.DATASET.OUTPUT_PATH)
+    path = Path(checkpoint) if checkpoint else best_checkpoint(run_dir)
+    ckpt = load_checkpoint(path)
+    check_compatible(ckpt, cfg, path)
+    data = DATASETS.build(cfg.DATASET.NAME, cfg)
+    volumes = data.volumes(cfg.INFERENCE.SPLIT)
+    module = SegmentationModule(checkpoint_config(ckpt).dump())
+    module.load_state_dict(ckpt["state_dict"])
+    model = module.model.to("cuda" if torch.cuda.is_available() and cfg.SYSTEM.NUM_GPUS > 0 else "cpu")
+    metrics = SegmentationMetrics(cfg.DATASET.CLASSES, cfg.INFERENCE.THRESHOLD)
+    out_dir = run_dir / cfg.INFERENCE.OUTPUT_NAME
+    for volume in volumes:
+        probs = predict_volume(model, volume.image, cfg)
+        suffix = ".zarr" if cfg.INFERENCE.OUTPUT_FORMAT == "zarr" else ".h5"
+        write_predictions(out_dir / f"{volume.name}{suffix}", probs, cfg.DATASET.CLASSES, cfg.INFERENCE.THRESHOLD)
+        metrics.update_probabilities(torch.from_numpy(probs)[None], torch.from_numpy(volume.labels).float()[None])
+    table = metrics.compute()
+    write_metrics(out_dir, table, {"checkpoint": str(path), "split": cfg.INFERENCE.SPLIT})
+    print(f"\n{cfg.INFERENCE.SPLIT} metrics (sliding window, {path.name}):\n{format_table(table)}\npredictions: {out_dir}\n")
+    return out_dir, table
+
+
+def best_checkpoint(run_dir: Path) -> Path:
+    """The top-scoring checkpoint of a run (by the score in its file name), else ``last.ckpt``."""
+    scored = sorted(checkpoint_dir(run_dir).glob("step*-dice*.ckpt"), key=lambda p: float(p.stem.rsplit("dice", 1)[1]))
+    return scored[-1] if scored else checkpoint_dir(run_dir) / "last.ckpt"
+
+
+def write_metrics(directory: Path, table: Table, meta: dict[str, Any]) -> None:
+    """``metrics.json`` (classes, mean, meta) and ``metrics.csv`` (one row per class + mean)."""
+    mean = mean_over_classes(table)
+    atomic_write_text(directory / "metrics.json", json.dumps({"classes": table, "mean": mean, **meta}, indent=2))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["class", *METRIC_NAMES])
+    for name, row in [*table.items(), ("mean", mean)]:
+        writer.writerow([name, *(f"{row[m]:.6f}" for m in METRIC_NAMES)])
+    atomic_write_text(directory / "metrics.csv", buffer.getvalue())
+
+
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0

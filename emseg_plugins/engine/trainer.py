@@ -1,0 +1,60 @@
+"""A Lightning ``Trainer`` from the config: steps, validation cadence, precision, devices, callbacks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import TensorBoardLogger
+from yacs.config import CfgNode as CN
+
+from emseg_plugins.engine.checkpoint import AtomicCheckpointIO
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def build_trainer(cfg: CN, run_dir: str | Path) -> pl.Trainer:
+    """Trainer for ``SOLVER.ITERATION_TOTAL`` optimizer steps, validating every ``SOLVER.ITERATION_VAL``."""
+    s, m = cfg.SOLVER, cfg.MONITOR
+    callbacks: list[pl.Callback] = [
+        ModelCheckpoint(  # the best by validation score; first, so it is trainer.checkpoint_callback
+            dirpath=checkpoint_dir(run_dir),
+            filename="step{step:06d}-dice{val/dice_mean:.4f}",
+            auto_insert_metric_name=False,
+            monitor=m.CHECKPOINT_METRIC, mode="max", save_top_k=m.CHECKPOINT_TOP_K,
+        ),
+        ModelCheckpoint(  # last.ckpt, rewritten every ITERATION_SAVE steps (0: at every validation)
+            dirpath=checkpoint_dir(run_dir), filename="last", monitor=None, save_top_k=1,
+            enable_version_counter=False, every_n_train_steps=s.ITERATION_SAVE or None,
+        ),
+        LearningRateMonitor(logging_interval="step"),
+    ]
+    if m.EARLY_STOP_PATIENCE > 0:
+        callbacks.append(EarlyStopping(monitor=m.CHECKPOINT_METRIC, mode="max", patience=m.EARLY_STOP_PATIENCE))
+    if m.PROGRESS_BAR:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, m.LOG_EVERY_N_STEPS // 2)))
+    on_gpu = cfg.SYSTEM.NUM_GPUS > 0
+    return pl.Trainer(
+        default_root_dir=str(run_dir),
+        accelerator="auto" if on_gpu else "cpu",
+        devices=cfg.SYSTEM.NUM_GPUS if on_gpu else cfg.SYSTEM.DEVICES,
+        num_nodes=cfg.SYSTEM.NUM_NODES,
+        strategy=cfg.SYSTEM.STRATEGY,
+        precision=s.PRECISION,
+        max_steps=s.ITERATION_TOTAL,
+        max_epochs=-1,
+        val_check_interval=s.ITERATION_VAL * s.ITERATION_STEP,  # counted in batches
+        check_val_every_n_epoch=None,
+        accumulate_grad_batches=s.ITERATION_STEP,
+        gradient_clip_val=s.CLIP_GRADIENTS or None,
+        log_every_n_steps=m.LOG_EVERY_N_STEPS,
+        logger=TensorBoardLogger(str(run_dir), name="tensorboard", version="", default_hp_metric=False),
+        callbacks=callbacks,
+        enable_progress_bar=m.PROGRESS_BAR,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,  # the data module shards by rank and resumes by step itself
+    )

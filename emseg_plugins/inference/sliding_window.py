@@ -1,0 +1,40 @@
+"""Whole-volume prediction with MONAI's ``SlidingWindowInferer`` (Gaussian or constant blending).
+
+2D models (DATASET.DIMS 2) run slice by slice, each slice carrying INPUT_SLICES neighbours as
+channels (edges repeated); 3D models run on the volume. Output: probabilities (K, Z, Y, X) float32.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.inferers import SlidingWindowInferer
+from tqdm import tqdm
+from yacs.config import CfgNode as CN
+
+
+def make_inferer(cfg: CN) -> SlidingWindowInferer:
+    i = cfg.INFERENCE
+    roi = list(i.INPUT_SIZE[1:]) if cfg.DATASET.DIMS == 2 else list(i.INPUT_SIZE)
+    return SlidingWindowInferer(roi_size=roi, sw_batch_size=i.SAMPLES_PER_BATCH, overlap=i.OVERLAP, mode=i.BLENDING, padding_mode="reflect")
+
+
+@torch.no_grad()
+def predict_volume(model: torch.nn.Module, image: np.ndarray, cfg: CN, progress: bool = True) -> np.ndarray:
+    """image (Z, Y, X) uint8 or float in [0, 1] -> sigmoid probabilities (K, Z, Y, X) float32."""
+    model.eval()
+    device = next(model.parameters()).device
+    inferer = make_inferer(cfg)
+    volume = torch.from_numpy(np.ascontiguousarray(image)).float()
+    if image.dtype == np.uint8:
+        volume /= 255.0
+    if cfg.DATASET.DIMS == 3:
+        return torch.sigmoid(inferer(volume[None, None].to(device), model))[0].float().cpu().numpy()
+    half = cfg.DATASET.INPUT_SLICES // 2
+    depth = volume.shape[0]
+    out = []
+    chunk = max(1, cfg.INFERENCE.SAMPLES_PER_BATCH)
+    for start in tqdm(range(0, depth, chunk), desc="predict", unit="slices", disable=not progress, leave=False):
+        zs = torch.arange(start, min(start + chunk, depth))
+        neighbours = (zs[:, None] + torch.arange(-half, half + 1)[None]).clamp(0, depth - 1)  # (B, S)
+        out.append(torch.sigmoid(inferer(volume[neighbours].to(device), model)).float().cpu())
+    return torch.cat(out).permute(1, 0, 2, 3).numpy()  # (Z, K, Y, X) -> (K, Z, Y, X)

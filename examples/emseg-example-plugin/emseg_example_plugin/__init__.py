@@ -1,0 +1,1 @@
+"""Example emseg-plugins plugin package."""

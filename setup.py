@@ -1,0 +1,63 @@
+"""emseg-plugins: install with `pip install -c constraints.txt -e .` (see README.md)."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+# The plugin contract: built-in plugins register exactly as third-party ones do, through these groups.
+# Each entry maps a plugin name to its builder `build(cfg) -> object` (configs: `add_config(cfg)`).
+ENTRY_POINTS = {
+    "console_scripts": [
+        "pytc-train = emseg_plugins.cli.train:main",
+        "emseg = emseg_plugins.cli.main:main",
+    ],
+    "emseg_plugins.models": [
+        "joenet = emseg_plugins.models.joenet:build_joenet",
+    ],
+    "emseg_plugins.losses": [
+        "dice_bce = emseg_plugins.losses.dice_bce:build_dice_bce",
+    ],
+    "emseg_plugins.datasets": [
+        "synthetic = emseg_plugins.datasets.synthetic:build_synthetic",
+    ],
+    "emseg_plugins.configs": [
+        "joenet = emseg_plugins.models.joenet:add_joenet_config",
+        "dice_bce = emseg_plugins.losses.dice_bce:add_dice_bce_config",
+        "synthetic = emseg_plugins.datasets.synthetic:add_synthetic_config",
+    ],
+}
+
+setup(
+    name="emseg-plugins",
+    version="0.1.0",
+    description="Plugin-based deep-learning segmentation of electron-microscopy volumes, extending PyTorch Connectomics",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["emseg_plugins", "emseg_plugins.*"]),
+    install_requires=[
+        "torch>=2.2",
+        "torchvision>=0.17",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "monai>=1.3",
+        "pytorch-lightning>=2.2,<3",
+        "torchmetrics>=1.0",
+        "yacs>=0.1.8",
+        "pyyaml>=6",
+        "tensorboardX>=2.6",
+        "tensorboard>=2.14",
+        "h5py>=3.8",
+        "zarr>=2.16,<3",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+        "cellmap-data>=2025.1",
+        "cloud-volume>=10",
+        # cellmap-data (s3fs/aiobotocore) and cloud-volume (boto3) both pin botocore; constraints.txt
+        # fixes one compatible pair so the resolver never backtracks.
+        "boto3>=1.34",
+        "botocore>=1.34",
+    ],
+    extras_require={"test": ["pytest>=7", "pytest-timeout>=2"]},
+    entry_points=ENTRY_POINTS,
+)

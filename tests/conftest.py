@@ -1,0 +1,45 @@
+"""Shared helpers: run the real console scripts, and real plugin distributions installed by pip."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+BIN = Path(sys.executable).parent
+
+
+def run_cli(*args: str, cwd: Path | None = None, pythonpath: list[Path] = (), timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run ``pytc-train``/``emseg`` from this environment as a subprocess; text output captured."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, pythonpath)), "PYTHONWARNINGS": "default"}
+    program, *rest = args
+    return subprocess.run([str(BIN / program), *rest], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def tiny_args(run_dir: Path, *overrides: str) -> list[str]:
+    """pytc-train arguments training the tiny config into ``run_dir``."""
+    return ["--config-file", str(TINY), "DATASET.OUTPUT_PATH", str(run_dir), *overrides]
+
+
+@pytest.fixture(scope="session")
+def plugin_sites(tmp_path_factory) -> dict[str, Path]:
+    """pip-install each plugin distribution into its own directory (put it on PYTHONPATH to use it)."""
+    sites = {}
+    for name, source in {
+        "example": ROOT / "examples" / "emseg-example-plugin",
+        "broken": ROOT / "tests" / "fixtures" / "broken-plugin",
+        "rival": ROOT / "tests" / "fixtures" / "rival-plugin",
+    }.items():
+        target = tmp_path_factory.mktemp(f"site-{name}")
+        build = tmp_path_factory.mktemp(f"build-{name}")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+             "--target", str(target), str(source)],
+            check=True, capture_output=True, cwd=build,
+        )
+        sites[name] = target
+    return sites

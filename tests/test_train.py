@@ -1,0 +1,117 @@
+"""pytc-train end to end on the tiny config: outputs, inference, resume after SIGKILL, DDP, plugins."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import BIN, ROOT, TINY, run_cli, tiny_args
+from emseg_plugins.config import load_config
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    result = run_cli("pytc-train", *tiny_args(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, result
+
+
+def test_run_leaves_checkpoints_config_logs_and_metrics(tiny_run):
+    run_dir, result = tiny_run
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert "last.ckpt" in ckpts
+    assert any(name.startswith("step000006-dice") for name in ckpts), ckpts  # top-k named by step and score
+    saved = load_config(run_dir / "config.yaml")
+    assert saved.dump() == load_config(TINY, overrides=["DATASET.OUTPUT_PATH", str(run_dir)]).dump()
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["classes"]) == {"nuc", "mito"}
+    for row in metrics["classes"].values():
+        assert set(row) == {"dice", "iou", "precision", "recall", "accuracy"}
+        assert all(0.0 <= v <= 1.0 for v in row.values())
+    assert metrics["global_step"] == 6
+    csv_rows = (run_dir / "metrics.csv").read_text().splitlines()
+    assert csv_rows[0] == "class,dice,iou,precision,recall,accuracy"
+    assert [r.split(",")[0] for r in csv_rows[1:]] == ["nuc", "mito", "mean"]
+    assert "mito" in result.stdout and "dice" in result.stdout  # the printed table
+
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss", "val/loss", "val/dice_mean", "val/mito/dice", "val/nuc/recall", "lr-AdamW"} <= scalars
+    assert [e.step for e in events.Scalars("val/dice_mean")][:2] == [2, 5]  # every 3 steps (0-based)
+
+
+def test_checkpoint_holds_config_and_loads_weights_only(tiny_run):
+    run_dir, _ = tiny_run
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 6
+    assert "joenet" in ckpt["hyper_parameters"]["cfg_yaml"]
+
+
+def test_inference_writes_probabilities_masks_and_metrics(tiny_run):
+    run_dir, _ = tiny_run
+    result = run_cli("pytc-train", *tiny_args(run_dir), "--inference")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with h5py.File(run_dir / "predictions" / "synthetic-val.h5") as f:
+        probs, masks = f["probabilities"][:], f["masks"][:]
+        assert list(f.attrs["classes"]) == ["nuc", "mito"]
+    assert probs.shape == masks.shape == (2, 4, 64, 64)
+    assert probs.dtype == np.float16 and 0 <= probs.min() and probs.max() <= 1
+    np.testing.assert_array_equal(masks, (probs >= 0.5).astype(np.uint8))
+    assert json.loads((run_dir / "predictions" / "metrics.json").read_text())["split"] == "val"
+
+
+def test_killed_run_resumes_from_last_with_the_step_counter_continuing(tmp_path):
+    run_dir = tmp_path / "run"
+    total = 200
+    args = tiny_args(run_dir, "SOLVER.ITERATION_TOTAL", str(total), "SOLVER.ITERATION_VAL", "10")
+    proc = subprocess.Popen([str(BIN / "pytc-train"), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(last, weights_only=True)["global_step"]
+    assert 0 < killed_at < total
+
+    result = run_cli("pytc-train", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming from {last} at step {killed_at}" in result.stdout
+    assert torch.load(last, weights_only=True)["global_step"] == total
+    assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == total
+    resumed = [EventAccumulator(str(p)).Reload() for p in (run_dir / "tensorboard").glob("events.out.tfevents.*")]
+    steps = sorted(e.step for ea in resumed if "train/loss" in ea.Tags()["scalars"] for e in ea.Scalars("train/loss"))
+    assert steps[-(total - killed_at):] == list(range(killed_at, total))  # the resumed process continues the count
+    assert "step000200-dice" in " ".join(p.name for p in last.parent.iterdir())  # validated and saved at the end
+
+
+def test_ddp_with_two_cpu_processes(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("pytc-train", *tiny_args(run_dir, "SYSTEM.DEVICES", "2", "SYSTEM.STRATEGY", "ddp"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in output and "distributed_backend=gloo" in output
+    assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 6
+
+
+def test_example_plugin_model_is_selected_from_yaml(plugin_sites, tmp_path):
+    run_dir = tmp_path / "run"
+    config = ROOT / "examples" / "emseg-example-plugin" / "tiny.yaml"
+    result = run_cli("pytc-train", "--config-file", str(config), "DATASET.OUTPUT_PATH", str(run_dir),
+                     "SOLVER.ITERATION_TOTAL", "2", "SOLVER.ITERATION_VAL", "2", "DATASET.SYNTHETIC.SHAPE", "[8, 64, 64]",
+                     "DATASET.SYNTHETIC.VAL_Z", "[6, 8]", "DATASET.PATCH_SIZE", "[1, 32, 32]", "MONITOR.PROGRESS_BAR", "False",
+                     pythonpath=[plugin_sites["example"]])
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert any(k.startswith("model.enc.") for k in ckpt["state_dict"])  # TinyUNet's layers
+    assert "ARCHITECTURE: tiny_unet" in (run_dir / "config.yaml").read_text()
