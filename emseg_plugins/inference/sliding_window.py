@@ -33,8 +33,10 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, cfg: CN, progress:
     depth = volume.shape[0]
     out = []
     chunk = max(1, cfg.INFERENCE.SAMPLES_PER_BATCH)
-    for start in tqdm(range(0, depth, chunk), desc="predict", unit="slices", disable=not progress, leave=False):
-        zs = torch.arange(start, min(start + chunk, depth))
-        neighbours = (zs[:, None] + torch.arange(-half, half + 1)[None]).clamp(0, depth - 1)  # (B, S)
-        out.append(torch.sigmoid(inferer(volume[neighbours].to(device), model)).float().cpu())
+    with tqdm(total=depth, desc="predict", unit="slice", disable=not progress, leave=False) as bar:
+        for start in range(0, depth, chunk):
+            zs = torch.arange(start, min(start + chunk, depth))
+            neighbours = (zs[:, None] + torch.arange(-half, half + 1)[None]).clamp(0, depth - 1)  # (B, S)
+            out.append(torch.sigmoid(inferer(volume[neighbours].to(device), model)).float().cpu())
+            bar.update(len(zs))
     return torch.cat(out).permute(1, 0, 2, 3).numpy()  # (Z, K, Y, X) -> (K, Z, Y, X)
