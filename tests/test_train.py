@@ -115,3 +115,20 @@ def test_example_plugin_model_is_selected_from_yaml(plugin_sites, tmp_path):
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert any(k.startswith("model.enc.") for k in ckpt["state_dict"])  # TinyUNet's layers
     assert "ARCHITECTURE: tiny_unet" in (run_dir / "config.yaml").read_text()
+
+
+def test_solver_options_accumulation_clipping_plateau_bf16_and_early_stop(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("pytc-train", *tiny_args(
+        run_dir, "SOLVER.ITERATION_TOTAL", "30", "SOLVER.ITERATION_STEP", "2", "SOLVER.CLIP_GRADIENTS", "1.0",
+        "SOLVER.LR_SCHEDULER_NAME", "plateau", "SOLVER.PRECISION", "bf16-mixed", "MONITOR.EARLY_STOP_PATIENCE", "1",
+        "SOLVER.BASE_LR", "1e-6",  # too small to improve: early stopping must end the run
+    ))
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] < 30  # stopped early
+    assert ckpt["global_step"] % 3 == 0  # at a validation
+    plateau = ckpt["lr_schedulers"][0]
+    assert plateau["mode"] == "max" and plateau["best"] > 0  # ReduceLROnPlateau tracked val/dice_mean
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    assert len(events.Scalars("train/loss")) == ckpt["global_step"]  # one logged loss per optimizer step
