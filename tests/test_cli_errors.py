@@ -95,3 +95,9 @@ def test_bad_checkpoint_files(tmp_path, kind):
 def test_debug_shows_the_traceback(tmp_path):
     result = run_cli("pytc-train", "--debug", *tiny_args(tmp_path / "run", "MODEL.ARCHITECTURE", "nope"))
     assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_inference_without_any_checkpoint(tmp_path):
+    result = run_cli("pytc-train", "--inference", *tiny_args(tmp_path / "run"))
+    assert_one_error(result, "the run has no checkpoints yet; train it first or pass --checkpoint")
+    assert not (tmp_path / "run").exists()

@@ -90,3 +90,26 @@ def test_metrics_pool_counts_over_batches_and_ignore_unannotated():
     text = format_table(table)
     assert text.splitlines()[0].split() == ["class", "dice", "iou", "precision", "recall", "accuracy"]
     assert text.splitlines()[-1].startswith("mean")
+
+
+def test_deep_supervision_weights_heads_against_resized_labels():
+    from emseg_plugins.losses.deep_supervision import resize_like, supervised_loss
+
+    label = torch.zeros(1, 1, 8, 8)
+    label[..., :4, :] = 1
+    label[..., 6:, 6:] = float("nan")
+    perfect_main = 20 * (2 * torch.nan_to_num(label) - 1)
+    small = resize_like(label, torch.zeros(1, 1, 4, 4))
+    assert small.shape == (1, 1, 4, 4) and torch.isnan(small[..., 3, 3]) and small[..., :2, :].eq(1).all()
+    wrong_aux = -20 * (2 * torch.nan_to_num(small) - 1)
+    loss_fn = DiceBCELoss()
+    total, parts = supervised_loss(loss_fn, {"logits": perfect_main, "aux": [wrong_aux]}, label, weights=[0.25])
+    assert set(parts) == {"main", "aux1"}
+    assert parts["main"] < 1e-3 and parts["aux1"] > 10
+    assert torch.isclose(total, parts["main"] + 0.25 * parts["aux1"])
+    default_total, _ = supervised_loss(loss_fn, {"logits": perfect_main, "aux": [wrong_aux]}, label)
+    assert torch.isclose(default_total, parts["main"] + 0.5 * parts["aux1"])  # default 0.5 ** level
+    plain, only = supervised_loss(loss_fn, perfect_main, label)
+    assert set(only) == {"main"} and torch.isclose(plain, parts["main"])
+    with pytest.raises(ConfigError, match="LOSS.AUX_WEIGHTS has 2 weights but the model has 1 auxiliary heads"):
+        supervised_loss(loss_fn, {"logits": perfect_main, "aux": [wrong_aux]}, label, weights=[0.5, 0.25])

@@ -32,6 +32,7 @@ def _base_defaults() -> CN:
 
     C.LOSS = CN()
     C.LOSS.NAME = "dice_bce"
+    C.LOSS.AUX_WEIGHTS = []  # deep-supervision heads' weights; empty = 0.5, 0.25, ... (main head: 1)
 
     C.DATASET = CN()
     C.DATASET.NAME = "synthetic"

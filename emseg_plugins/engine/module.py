@@ -13,6 +13,7 @@ import torch
 from yacs.config import CfgNode as CN
 
 from emseg_plugins.evaluation.metrics import SegmentationMetrics, mean_over_classes
+from emseg_plugins.losses.deep_supervision import supervised_loss
 from emseg_plugins.registry import LOSSES, MODELS
 
 OPTIMIZERS = {"AdamW": torch.optim.AdamW, "Adam": torch.optim.Adam, "SGD": torch.optim.SGD}
@@ -40,8 +41,11 @@ class SegmentationModule(pl.LightningModule):
         return logits_of(self.model(image))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.loss(self(batch["image"]), batch["label"], batch.get("valid_mask"))
+        output = self.model(batch["image"])
+        loss, parts = supervised_loss(self.loss, output, batch["label"], batch.get("valid_mask"), self.cfg.LOSS.AUX_WEIGHTS)
         self.log("train/loss", loss, prog_bar=True)
+        if len(parts) > 1:  # deep supervision: each head's own loss
+            self.log_dict({f"train/loss_{name}": value for name, value in parts.items()})
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -20,6 +20,7 @@ from emseg_plugins.engine.checkpoint import check_compatible, checkpoint_config,
 from emseg_plugins.engine.data import SegmentationDataModule
 from emseg_plugins.engine.module import SegmentationModule
 from emseg_plugins.engine.trainer import build_trainer, checkpoint_dir
+from emseg_plugins.errors import CheckpointError
 from emseg_plugins.evaluation.metrics import METRIC_NAMES, SegmentationMetrics, format_table, mean_over_classes
 from emseg_plugins.inference.sliding_window import predict_volume
 from emseg_plugins.inference.writers import write_predictions
@@ -90,7 +91,10 @@ def infer(cfg: CN, checkpoint: str | None = None) -> tuple[Path, Table | None]:
 def best_checkpoint(run_dir: Path) -> Path:
     """The top-scoring checkpoint of a run (by the score in its file name), else ``last.ckpt``."""
     scored = sorted(checkpoint_dir(run_dir).glob("step*-dice*.ckpt"), key=lambda p: float(p.stem.rsplit("dice", 1)[1]))
-    return scored[-1] if scored else checkpoint_dir(run_dir) / "last.ckpt"
+    last = checkpoint_dir(run_dir) / "last.ckpt"
+    if not scored and not last.exists():
+        raise CheckpointError(f"{run_dir}: the run has no checkpoints yet; train it first or pass --checkpoint")
+    return scored[-1] if scored else last
 
 
 def write_metrics(directory: Path, table: Table, meta: dict[str, Any]) -> None:
