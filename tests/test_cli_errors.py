@@ -44,6 +44,8 @@ class CodeCarrier:  # pickled by reference: loading it would import and run code
         (["SOLVER.BASE_LR", "fast"], ["SOLVER.BASE_LR expects a float"]),
         (["DATASET.CLASSES", "['nuc', 'er']"], ["DATASET.CLASSES ['er'] not drawn by the synthetic dataset"]),
         (["DATASET.PATCH_SIZE", "[1, 128, 128]"], ["smaller than DATASET.PATCH_SIZE"]),
+        (["SYSTEM.STRATEGY", "dpp"], ["SYSTEM.STRATEGY = 'dpp' is not one of 'auto', 'ddp'"]),
+        (["SYSTEM.NUM_GPUS", "64"], ["SYSTEM.NUM_GPUS = 64 but", "GPUs are visible; set SYSTEM.NUM_GPUS 0"]),
     ],
 )
 def test_bad_overrides(tmp_path, overrides, fragments):

@@ -19,7 +19,7 @@ from yacs.config import CfgNode as CN
 from emseg_plugins.engine.checkpoint import check_compatible, checkpoint_config, load_checkpoint
 from emseg_plugins.engine.data import SegmentationDataModule
 from emseg_plugins.engine.module import SegmentationModule
-from emseg_plugins.engine.trainer import build_trainer, checkpoint_dir
+from emseg_plugins.engine.trainer import build_trainer, check_hardware, checkpoint_dir
 from emseg_plugins.errors import CheckpointError
 from emseg_plugins.evaluation.metrics import METRIC_NAMES, SegmentationMetrics, format_table, mean_over_classes
 from emseg_plugins.inference.sliding_window import predict_volume
@@ -33,6 +33,7 @@ Table = dict[str, dict[str, float]]
 def train(cfg: CN, init_checkpoint: str | None = None) -> Table:
     """Train (resuming from ``<run>/checkpoints/last.ckpt`` if present); returns the best model's metrics."""
     run_dir = Path(cfg.DATASET.OUTPUT_PATH)
+    check_hardware(cfg)
     pl.seed_everything(cfg.SYSTEM.SEED, workers=True, verbose=False)
     data = DATASETS.build(cfg.DATASET.NAME, cfg)
     module = SegmentationModule(cfg.dump())

@@ -4,15 +4,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.strategies import StrategyRegistry
 from yacs.config import CfgNode as CN
 
+from emseg_plugins.config.loader import require_choice
 from emseg_plugins.engine.checkpoint import AtomicCheckpointIO
+from emseg_plugins.errors import ConfigError
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints"
+
+
+def check_hardware(cfg: CN) -> None:
+    """:class:`ConfigError` for SYSTEM settings this machine or Lightning cannot honour."""
+    strategies = ("auto", *StrategyRegistry.available_strategies())
+    require_choice("SYSTEM.STRATEGY", cfg.SYSTEM.STRATEGY, strategies)
+    if cfg.SYSTEM.NUM_GPUS > torch.cuda.device_count():
+        raise ConfigError(f"config: SYSTEM.NUM_GPUS = {cfg.SYSTEM.NUM_GPUS} but {torch.cuda.device_count()} GPUs are visible; "
+                          "set SYSTEM.NUM_GPUS 0 to train on the CPU")
+    if cfg.SYSTEM.DEVICES < 1 or cfg.SYSTEM.NUM_NODES < 1:
+        raise ConfigError(f"config: SYSTEM.DEVICES = {cfg.SYSTEM.DEVICES} and SYSTEM.NUM_NODES = {cfg.SYSTEM.NUM_NODES} must be at least 1")
 
 
 def build_trainer(cfg: CN, run_dir: str | Path) -> pl.Trainer:
