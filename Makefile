@@ -10,6 +10,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
+	rm -rf emseg_plugins.egg-info  # stale entry points would shadow the fresh ones
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	$(BIN)/python -m pip check

@@ -15,6 +15,14 @@ ENTRY_POINTS = {
     ],
     "emseg_plugins.losses": [
         "dice_bce = emseg_plugins.losses.dice_bce:build_dice_bce",
+        "dice = emseg_plugins.losses.region:build_dice",
+        "tversky = emseg_plugins.losses.region:build_tversky",
+        "focal = emseg_plugins.losses.region:build_focal",
+        "combo = emseg_plugins.losses.region:build_combo",
+        "per_class_combo = emseg_plugins.losses.per_class_combo:build_per_class_combo",
+        "ohem = emseg_plugins.losses.ohem:build_ohem",
+        "discriminative = emseg_plugins.losses.discriminative:build_discriminative",
+        "masked = emseg_plugins.losses.masked:build_masked",
     ],
     "emseg_plugins.datasets": [
         "synthetic = emseg_plugins.datasets.synthetic:build_synthetic",
@@ -22,6 +30,14 @@ ENTRY_POINTS = {
     "emseg_plugins.configs": [
         "joenet = emseg_plugins.models.joenet:add_joenet_config",
         "dice_bce = emseg_plugins.losses.dice_bce:add_dice_bce_config",
+        "dice = emseg_plugins.losses.region:add_dice_config",
+        "tversky = emseg_plugins.losses.region:add_tversky_config",
+        "focal = emseg_plugins.losses.region:add_focal_config",
+        "combo = emseg_plugins.losses.region:add_combo_config",
+        "per_class_combo = emseg_plugins.losses.per_class_combo:add_per_class_combo_config",
+        "ohem = emseg_plugins.losses.ohem:add_ohem_config",
+        "discriminative = emseg_plugins.losses.discriminative:add_discriminative_config",
+        "masked = emseg_plugins.losses.masked:add_masked_config",
         "synthetic = emseg_plugins.datasets.synthetic:add_synthetic_config",
     ],
 }

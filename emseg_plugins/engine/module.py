@@ -12,10 +12,12 @@ import pytorch_lightning as pl
 import torch
 from yacs.config import CfgNode as CN
 
+from emseg_plugins.errors import ConfigError
 from emseg_plugins.evaluation.metrics import SegmentationMetrics, mean_over_classes
 from emseg_plugins.losses.deep_supervision import supervised_loss
 from emseg_plugins.registry import LOSSES, MODELS
 
+SEGMENTATION_INPUTS = ("logits", "label")  # what a loss consumes unless it declares `inputs`
 OPTIMIZERS = {"AdamW": torch.optim.AdamW, "Adam": torch.optim.Adam, "SGD": torch.optim.SGD}
 
 
@@ -33,6 +35,12 @@ class SegmentationModule(pl.LightningModule):
         self.cfg = CN.load_cfg(cfg_yaml)
         self.model = MODELS.build(self.cfg.MODEL.ARCHITECTURE, self.cfg)
         self.loss = LOSSES.build(self.cfg.LOSS.NAME, self.cfg)
+        inputs = getattr(self.loss, "inputs", SEGMENTATION_INPUTS)
+        if tuple(inputs) != SEGMENTATION_INPUTS:
+            raise ConfigError(
+                f"config: LOSS.NAME {self.cfg.LOSS.NAME!r} trains on the model's {inputs[0]!r} against the batch's "
+                f"{inputs[1]!r}; the engine trains segmentation logits against labels only, so choose a segmentation loss"
+            )
         self.val_metrics = SegmentationMetrics(self.cfg.DATASET.CLASSES, self.cfg.INFERENCE.THRESHOLD)
         self.last_val_table: dict[str, dict[str, float]] | None = None
 
