@@ -12,6 +12,9 @@ ENTRY_POINTS = {
     ],
     "emseg_plugins.models": [
         "joenet = emseg_plugins.models.joenet:build_joenet",
+        "monai_basic_unet = emseg_plugins.models.monai_nets:build_monai_basic_unet",
+        "monai_unet = emseg_plugins.models.monai_nets:build_monai_unet",
+        "mednext = emseg_plugins.models.monai_nets:build_mednext",
     ],
     "emseg_plugins.losses": [
         "dice_bce = emseg_plugins.losses.dice_bce:build_dice_bce",
@@ -29,6 +32,9 @@ ENTRY_POINTS = {
     ],
     "emseg_plugins.configs": [
         "joenet = emseg_plugins.models.joenet:add_joenet_config",
+        "monai_basic_unet = emseg_plugins.models.monai_nets:add_monai_basic_unet_config",
+        "monai_unet = emseg_plugins.models.monai_nets:add_monai_unet_config",
+        "mednext = emseg_plugins.models.monai_nets:add_mednext_config",
         "dice_bce = emseg_plugins.losses.dice_bce:add_dice_bce_config",
         "dice = emseg_plugins.losses.region:add_dice_config",
         "tversky = emseg_plugins.losses.region:add_tversky_config",

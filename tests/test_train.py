@@ -132,3 +132,22 @@ def test_solver_options_accumulation_clipping_plateau_bf16_and_early_stop(tmp_pa
     assert plateau["mode"] == "max" and plateau["best"] > 0  # ReduceLROnPlateau tracked val/dice_mean
     events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
     assert len(events.Scalars("train/loss")) == ckpt["global_step"]  # one logged loss per optimizer step
+
+
+def test_3d_monai_unet_trains_and_predicts_by_name(tmp_path):
+    run_dir = tmp_path / "run"
+    args = tiny_args(run_dir, "MODEL.ARCHITECTURE", "monai_unet", "DATASET.DIMS", "3", "DATASET.PATCH_SIZE", "[4, 32, 32]",
+                     "INFERENCE.INPUT_SIZE", "[4, 32, 32]", "MODEL.MONAI_UNET.CHANNELS", "[4, 8, 16]", "MODEL.MONAI_UNET.STRIDES", "[2, 2]")
+    for extra in ([], ["--inference"]):
+        result = run_cli("pytc-train", *args, *extra)
+        assert result.returncode == 0, result.stderr[-3000:]
+    with h5py.File(run_dir / "predictions" / "synthetic-val.h5") as f:
+        assert f["probabilities"].shape == (2, 4, 64, 64)
+
+
+def test_mednext_deep_supervision_logs_each_head(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("pytc-train", *tiny_args(run_dir, "MODEL.ARCHITECTURE", "mednext", "MODEL.MEDNEXT.INIT_FILTERS", "4"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    scalars = set(EventAccumulator(str(run_dir / "tensorboard")).Reload().Tags()["scalars"])
+    assert {"train/loss_main", "train/loss_aux1", "train/loss_aux4"} <= scalars

@@ -1,0 +1,147 @@
+"""CPU cost of the model plugins: parameters, forward+backward time per sample, peak step memory.
+
+Models: Joe Net (``JoeNet()``, 2D only) and the MONAI plugins (``monai_basic_unet``, ``monai_unet``,
+``mednext``) with their config defaults, 2 classes, one image channel, batch 1, in 2D (1 x 256 x 256)
+and 3D (64 x 128 x 128); ``--quick``: 128 x 128 and 32 x 64 x 64. MedNeXt runs in training mode with
+deep supervision on (its default), so its four auxiliary heads are part of the cost.
+
+Each model is measured in its own fresh Python process, on the CPU, with torch's default thread count (``--threads`` to change):
+
+- time: one warm-up step, then the median of ``--repeats`` steps of forward + backward (loss: mean
+  square of every output head; gradients set to None between steps; no optimizer step);
+- memory: the process's peak resident set (the kernel's exact high-water mark VmHWM, reset through
+  /proc/self/clear_refs after the model and input are built) minus its resident set at that moment.
+  So it is what the steps add on top of parameters + input: activations kept for backward, gradients,
+  and temporaries, as the allocator holds them in RAM (Linux only). The parameters' own float32
+  size is printed separately.
+
+    .venv/bin/python benchmarks/models.py [--quick] [--repeats 5] [--threads N] [--mednext-sizes S,B,M,L] [--only mednext]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SIZES = {False: {2: (256, 256), 3: (64, 128, 128)}, True: {2: (128, 128), 3: (32, 64, 64)}}
+
+
+def cases(mednext_sizes: list[str]) -> list[dict]:
+    out = [{"model": "joenet", "dims": 2}]
+    for dims in (2, 3):
+        out += [{"model": "monai_basic_unet", "dims": dims}, {"model": "monai_unet", "dims": dims}]
+        out += [{"model": "mednext", "dims": dims, "size": s} for s in mednext_sizes]
+    return out
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def build(case: dict, spatial: tuple[int, ...]):
+    """The model for ``case`` at its config defaults (MONAI models through their plugin builders)."""
+    if case["model"] == "joenet":
+        from emseg_plugins.models.joenet import JoeNet
+
+        return JoeNet(in_channels=1, out_channels=2)
+    from emseg_plugins.config import get_cfg_defaults
+    from emseg_plugins.models import monai_nets
+
+    cfg = get_cfg_defaults()
+    for add in (monai_nets.add_monai_basic_unet_config, monai_nets.add_monai_unet_config, monai_nets.add_mednext_config):
+        add(cfg)
+    cfg.MODEL.ARCHITECTURE = case["model"]
+    cfg.DATASET.DIMS = case["dims"]
+    cfg.DATASET.PATCH_SIZE = [1, *spatial] if case["dims"] == 2 else list(spatial)
+    cfg.DATASET.CLASSES = ["nuc", "mito"]
+    if case["model"] == "mednext":
+        cfg.MODEL.MEDNEXT.SIZE = case["size"]
+    return getattr(monai_nets, f"build_{case['model']}")(cfg)
+
+
+def measure(case: dict, quick: bool, repeats: int, threads: int = 0) -> dict:
+    """Runs in the child process: build, reset the peak-RSS mark, time warm-up + ``repeats`` steps."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    spatial = SIZES[quick][case["dims"]]
+    model = build(case, spatial).train()
+    x = torch.rand(1, 1, *spatial)
+    params = sum(p.numel() for p in model.parameters())
+
+    def step() -> float:
+        model.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        out = model(x)
+        heads = [out["logits"], *out.get("aux", [])] if isinstance(out, dict) else [out]
+        sum(h.square().mean() for h in heads).backward()
+        return time.perf_counter() - start
+
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS now
+    rss_before = _status_kib("VmRSS")
+    step()  # warm-up
+    times = [step() for _ in range(repeats)]
+    peak = _status_kib("VmHWM")
+    return {
+        "params": params, "param_mib": params * 4 / 2**20, "shape": "x".join(map(str, spatial)),
+        "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+        "peak_step_mib": (peak - rss_before) / 1024, "threads": torch.get_num_threads(),
+    }
+
+
+def label(case: dict) -> str:
+    return f"mednext-{case['size']}" if case["model"] == "mednext" else case["model"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2D 128x128 and 3D 32x64x64, 3 repeats")
+    parser.add_argument("--repeats", type=int, default=None, help="timed steps after the warm-up (default 5; quick 3)")
+    parser.add_argument("--mednext-sizes", default="S", help="comma-separated MedNeXt sizes (S,B,M,L); default S")
+    parser.add_argument("--only", default="", help="comma-separated model names to keep (joenet, monai_unet, ...)")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's, = cores)")
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: one measurement, JSON in and out
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (3 if args.quick else 5)
+    if args.case:
+        print(json.dumps(measure(json.loads(args.case), args.quick, repeats, args.threads)))
+        return
+
+    selected = [c for c in cases(args.mednext_sizes.upper().split(","))
+                if not args.only or c["model"] in args.only.split(",")]
+    header = f"{'model':<18}{'dims':>4} {'input (1 ch)':>13} {'params':>11} {'params MiB':>10} " \
+             f"{'fwd+bwd s/sample':>17} {'(min-max)':>15} {'peak step MiB':>14}"
+    print(f"CPU, batch 1, median of {repeats} after 1 warm-up; each model in a fresh process; "
+          f"load average before: {os.getloadavg()[0]:.2f}\n")
+    print(header)
+    print("-" * len(header))
+    threads = "?"
+    for case in selected:
+        cmd = [sys.executable, __file__, "--case", json.dumps(case), "--repeats", str(repeats), "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            tail = (done.stderr.strip().splitlines() or ["?"])[-1]
+            print(f"{label(case):<18}{case['dims']:>4}D  failed: {tail}")
+            continue
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        threads = r["threads"]
+        spread = f"({r['min_s']:.3f}-{r['max_s']:.3f})"
+        print(f"{label(case):<18}{case['dims']:>3}D {r['shape']:>13} {r['params']:>11,} {r['param_mib']:>10.1f} "
+              f"{r['median_s']:>17.3f} {spread:>15} {r['peak_step_mib']:>14.0f}", flush=True)
+    print(f"\nload average after: {os.getloadavg()[0]:.2f} (other processes on the cores inflate the times)")
+    print(f"torch threads: {threads}; peak step MiB = kernel peak RSS (VmHWM) during "
+          "warm-up + timed steps minus RSS after building model and input")
+
+
+if __name__ == "__main__":
+    main()
