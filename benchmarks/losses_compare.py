@@ -17,10 +17,12 @@ import time
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+# Per-loss settings of the study: per_class_combo weights the harder, thinner class up.
+STUDY_OVERRIDES = {"per_class_combo": ["LOSS.PER_CLASS_COMBO.CLASS_WEIGHTS", "['nuc:1.0', 'mito:2.0']"]}
 
 
 def train_and_score(config: str, loss: str, steps: int, run_dir: Path) -> tuple[dict, float]:
-    args = ["--config-file", config, "LOSS.NAME", loss, "SOLVER.ITERATION_TOTAL", str(steps),
+    args = ["--config-file", config, "LOSS.NAME", loss, *STUDY_OVERRIDES.get(loss, []), "SOLVER.ITERATION_TOTAL", str(steps),
             "SOLVER.ITERATION_VAL", str(max(1, steps // 2)), "DATASET.OUTPUT_PATH", str(run_dir), "MONITOR.PROGRESS_BAR", "False"]
     start = time.perf_counter()
     for extra in ([], ["--inference"]):
@@ -42,6 +44,9 @@ def main() -> None:
     classes = list(next(iter(results.values()))[0])
     first = args.losses[0]
     print(f"\n{args.config_file}, {args.steps} steps per loss, held-out volume (sliding window)")
+    for loss in args.losses:
+        if loss in STUDY_OVERRIDES:
+            print(f"  {loss}: {' '.join(STUDY_OVERRIDES[loss])}")
     print(f"{'loss':<16}" + "".join(f"{c + ' Dice':>11}" for c in classes) + f"{'mean':>9}{'vs ' + first:>14}{'time s':>8}")
     base = sum(results[first][0][c]["dice"] for c in classes) / len(classes)
     for loss, (metrics, seconds) in results.items():

@@ -1,4 +1,4 @@
-"""``emseg config``: print the fully resolved config of a run, or every valid key with its default.
+"""emseg config: print the fully resolved config of a run, or every valid key with its default.
 
   emseg config --config-file configs/demo.yaml SOLVER.BASE_LR 1e-4   # resolved config
   emseg config --keys                                                # all keys with defaults

@@ -1,4 +1,4 @@
-"""``emseg``: the umbrella command. Each subcommand is a module here with ``add_arguments`` and ``run``."""
+"""emseg: the umbrella command. Each subcommand is a module here with add_arguments and run."""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,4 @@
-"""``emseg plugins``: every registered model, loss, dataset and config node, with its distribution.
+"""emseg plugins: every registered model, loss, dataset and config node, with its distribution.
 
 Plugins come from the entry-point groups emseg_plugins.models / .losses / .datasets / .configs;
 a broken or doubly-claimed plugin is listed with its status and reason.

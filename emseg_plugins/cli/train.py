@@ -1,4 +1,4 @@
-"""``pytc-train``: train a config (combined train/validation run), or ``--inference`` with a checkpoint.
+"""pytc-train: train a config (combined train/validation run), or --inference with a checkpoint.
 
 Examples:
   pytc-train --config-file configs/demo.yaml
