@@ -1,9 +1,8 @@
 """``dice_bce``: binary cross-entropy + soft Dice per channel, averaged over channels.
 
 Logits (B, K, *spatial) against {0, 1} targets of the same shape; NaN targets and zeros of the
-optional ``valid_mask`` are ignored (no loss, no gradient). The soft Dice is written here because
-MONAI's ``MaskedDiceLoss`` takes a single mask channel for all classes, and CellMap marks
-unannotated voxels per class.
+optional ``valid_mask`` are ignored (no loss, no gradient). The masked BCE and the masked MONAI
+Dice come from :mod:`emseg_plugins.losses.region`, shared with ``dice`` and ``per_class_combo``.
 """
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.losses.masking import annotated
+from emseg_plugins.losses.region import channel_mean, mask_batch, soft_dice_per_class, voxel_mean
 
 
 class DiceBCELoss(nn.Module):
@@ -23,18 +22,10 @@ class DiceBCELoss(nn.Module):
         self.bce_weight, self.dice_weight, self.smooth = bce_weight, dice_weight, smooth
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, valid_mask: torch.Tensor | None = None) -> torch.Tensor:
-        target, mask = annotated(target.to(logits.dtype), valid_mask)
-        logits = logits.float()
-        bce = F.binary_cross_entropy_with_logits(logits, target.float(), weight=mask.float(), reduction="sum")
-        bce = bce / mask.sum().clamp_min(1.0)
-        reduce = [0, *range(2, logits.ndim)]  # all but the channel axis
-        prob = torch.sigmoid(logits) * mask
-        inter = (prob * target).sum(reduce)
-        denom = prob.sum(reduce) + (target * mask).sum(reduce)
-        has_voxels = mask.sum(reduce) > 0
-        dice = (2 * inter + self.smooth) / (denom + self.smooth)
-        dice_loss = ((1 - dice) * has_voxels).sum() / has_voxels.sum().clamp_min(1)
-        return self.bce_weight * bce + self.dice_weight * dice_loss
+        batch = mask_batch(logits, target, valid_mask)
+        bce = voxel_mean(F.binary_cross_entropy_with_logits(batch.logits, batch.target, reduction="none"), batch.mask)
+        dice = channel_mean(soft_dice_per_class(batch, self.smooth), batch.class_has_voxels())
+        return self.bce_weight * bce + self.dice_weight * dice
 
 
 def add_dice_bce_config(cfg: CN) -> None:
