@@ -151,6 +151,12 @@ def require_choice(full_key: str, value: Any, allowed: Sequence[Any]) -> None:
         raise ConfigError(f"config: {full_key} = {value!r} is not one of {', '.join(map(repr, allowed))}")
 
 
+def require(ok: bool, full_key: str, value: Any, rule: str) -> None:
+    """:class:`ConfigError` ``config: KEY = value must be RULE`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"config: {full_key} = {value!r} must be {rule}")
+
+
 def all_keys(cfg: CN, prefix: str = "") -> Iterable[str]:
     """Every leaf key of ``cfg`` as a dotted path."""
     for key, value in cfg.items():

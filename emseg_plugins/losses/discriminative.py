@@ -31,7 +31,8 @@ import torch
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.losses.region import require, zero_loss
+from emseg_plugins.config.loader import require
+from emseg_plugins.losses.region import zero_loss
 
 
 def _norm(vectors: torch.Tensor) -> torch.Tensor:

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.config.loader import require_choice
-from emseg_plugins.losses.region import mask_batch, require, zero_loss
+from emseg_plugins.config.loader import require, require_choice
+from emseg_plugins.losses.region import mask_batch, zero_loss
 
 MODES = ("fraction", "threshold")
 

@@ -30,7 +30,8 @@ from torch import nn
 from yacs.config import CfgNode as CN
 
 from emseg_plugins.errors import ConfigError
-from emseg_plugins.losses.region import mask_batch, require, soft_dice_per_class, voxel_mean
+from emseg_plugins.config.loader import require
+from emseg_plugins.losses.region import mask_batch, soft_dice_per_class, voxel_mean
 
 KEY = "LOSS.PER_CLASS_COMBO.CLASS_WEIGHTS"
 

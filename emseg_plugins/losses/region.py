@@ -20,7 +20,6 @@ The helpers below are shared with ``per_class_combo``, ``ohem``, ``discriminativ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from monai.losses import DiceLoss as MonaiDiceLoss
@@ -29,7 +28,7 @@ from monai.losses import TverskyLoss as MonaiTverskyLoss
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.errors import ConfigError
+from emseg_plugins.config.loader import require
 from emseg_plugins.losses.masking import annotated
 
 # --------------------------------------------------------------------------------------------
@@ -113,12 +112,6 @@ def tversky_per_class(batch: Masked, alpha: float, beta: float, smooth: float) -
 def focal_per_voxel(batch: Masked, gamma: float, alpha: float | None) -> torch.Tensor:
     """Per-voxel sigmoid focal loss (MONAI); gamma = 0 and alpha = None is the binary cross-entropy."""
     return MonaiFocalLoss(gamma=gamma, alpha=alpha, reduction="none", use_softmax=False)(batch.logits, batch.target)
-
-
-def require(ok: bool, full_key: str, value: Any, rule: str) -> None:
-    """:class:`ConfigError` ``config: KEY = value must be RULE`` unless ``ok``."""
-    if not ok:
-        raise ConfigError(f"config: {full_key} = {value!r} must be {rule}")
 
 
 def _alpha_or_none(alpha: float, full_key: str) -> float | None:
