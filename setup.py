@@ -15,6 +15,10 @@ ENTRY_POINTS = {
         "monai_basic_unet = emseg_plugins.models.monai_nets:build_monai_basic_unet",
         "monai_unet = emseg_plugins.models.monai_nets:build_monai_unet",
         "mednext = emseg_plugins.models.monai_nets:build_mednext",
+        "unetv3 = emseg_plugins.models.unetv3:build_unetv3",
+        "unet2d_ebd = emseg_plugins.models.embedding:build_unet2d_ebd",
+        "unetv3_ebd = emseg_plugins.models.embedding:build_unetv3_ebd",
+        "unetv3_ebd2 = emseg_plugins.models.embedding:build_unetv3_ebd2",
     ],
     "emseg_plugins.losses": [
         "dice_bce = emseg_plugins.losses.dice_bce:build_dice_bce",
@@ -29,12 +33,17 @@ ENTRY_POINTS = {
     ],
     "emseg_plugins.datasets": [
         "synthetic = emseg_plugins.datasets.synthetic:build_synthetic",
+        "volume = emseg_plugins.datasets.volume:build_volume",
+        "jarvis = emseg_plugins.datasets.jarvis:build_jarvis",
+        "cellmap = emseg_plugins.datasets.cellmap:build_cellmap",
     ],
     "emseg_plugins.configs": [
         "joenet = emseg_plugins.models.joenet:add_joenet_config",
         "monai_basic_unet = emseg_plugins.models.monai_nets:add_monai_basic_unet_config",
         "monai_unet = emseg_plugins.models.monai_nets:add_monai_unet_config",
         "mednext = emseg_plugins.models.monai_nets:add_mednext_config",
+        "unetv3 = emseg_plugins.models.unetv3:add_unetv3_config",
+        "embedding = emseg_plugins.models.embedding:add_embedding_config",
         "dice_bce = emseg_plugins.losses.dice_bce:add_dice_bce_config",
         "dice = emseg_plugins.losses.region:add_dice_config",
         "tversky = emseg_plugins.losses.region:add_tversky_config",
@@ -45,6 +54,9 @@ ENTRY_POINTS = {
         "discriminative = emseg_plugins.losses.discriminative:add_discriminative_config",
         "masked = emseg_plugins.losses.masked:add_masked_config",
         "synthetic = emseg_plugins.datasets.synthetic:add_synthetic_config",
+        "volume = emseg_plugins.datasets.volume:add_volume_config",
+        "jarvis = emseg_plugins.datasets.jarvis:add_jarvis_config",
+        "cellmap = emseg_plugins.datasets.cellmap:add_cellmap_config",
     ],
 }
 
@@ -75,6 +87,7 @@ setup(
         "matplotlib>=3.7",
         "cellmap-data>=2025.1",
         "cloud-volume>=10",
+        "tifffile>=2023.1",
         # cellmap-data (s3fs/aiobotocore) and cloud-volume (boto3) both pin botocore; constraints.txt
         # fixes one compatible pair so the resolver never backtracks.
         "boto3>=1.34",

@@ -3,8 +3,9 @@
 A dataset plugin's builder returns a :class:`VolumeData`; the engine asks it for a training and a
 validation ``torch`` dataset and, for inference, for whole volumes. Samples follow the batch schema
 (docs/schemas.md): ``image`` float32 (C, [Z,] Y, X) in [0, 1], ``label`` float32 (K, [Z,] Y, X) in
-{0, 1} (NaN = unannotated). 2D samples carry ``INPUT_SLICES`` adjacent slices as channels and the
-label of the centre slice (2.5D); 3D samples are (1, Z, Y, X) patches.
+{0, 1} (NaN = unannotated), and where the volume has them ``instance`` int64 (1, [Z,] Y, X) and
+``valid_mask`` float32 (1, [Z,] Y, X). 2D samples carry ``INPUT_SLICES`` adjacent slices as channels
+and the targets of the centre slice (2.5D); 3D samples are (1, Z, Y, X) patches.
 """
 from __future__ import annotations
 
@@ -21,11 +22,17 @@ from emseg_plugins.errors import DataError
 
 @dataclass(frozen=True)
 class Volume:
-    """One image volume with its labels. image (Z, Y, X) uint8; labels (K, Z, Y, X) uint8 or float (NaN)."""
+    """One image volume with its targets, all voxel-aligned.
+
+    image (Z, Y, X) uint8 or float in [0, 1]; labels (K, Z, Y, X) uint8 or float (NaN = unannotated);
+    optional instances (Z, Y, X) integer ids (0 = background); optional valid_mask (Z, Y, X), 0 = ignore.
+    """
 
     name: str
     image: np.ndarray
     labels: np.ndarray
+    instances: np.ndarray | None = None
+    valid_mask: np.ndarray | None = None
 
     def __post_init__(self):
         if self.image.ndim != 3 or self.labels.ndim != 4 or self.labels.shape[1:] != self.image.shape:
@@ -33,6 +40,16 @@ class Volume:
                 f"volume {self.name!r}: image {self.image.shape} and labels {self.labels.shape} must be "
                 "(Z, Y, X) and (K, Z, Y, X) with the same Z, Y, X"
             )
+        for field in ("instances", "valid_mask"):
+            array = getattr(self, field)
+            if array is not None and array.shape != self.image.shape:
+                raise DataError(f"volume {self.name!r}: {field} {array.shape} must have the image's shape {self.image.shape}")
+
+    def crop_z(self, suffix: str, start: int, stop: int) -> "Volume":
+        """Slices [start, stop) of every array, named ``<name>-<suffix>``."""
+        def cut(a):
+            return None if a is None else a[..., start:stop, :, :]
+        return Volume(f"{self.name}-{suffix}", cut(self.image), cut(self.labels), cut(self.instances), cut(self.valid_mask))
 
 
 @dataclass(frozen=True)
@@ -62,11 +79,19 @@ class PatchSpec:
             half = self.input_slices // 2
             zs = np.clip(np.arange(z - half, z + half + 1), 0, volume.image.shape[0] - 1)  # edge-repeat
             image = volume.image[zs, y : y + py, x : x + px]
-            label = volume.labels[:, z, y : y + py, x : x + px]
+            window = (slice(z, z + 1), slice(y, y + py), slice(x, x + px))
         else:
             image = volume.image[None, z : z + pz, y : y + py, x : x + px]
-            label = volume.labels[:, z : z + pz, y : y + py, x : x + px]
-        return {"image": _to_unit_float(image), "label": torch.from_numpy(np.ascontiguousarray(label, np.float32))}
+            window = (slice(z, z + pz), slice(y, y + py), slice(x, x + px))
+        label = volume.labels[(slice(None), *window)]
+        if self.dims == 2:
+            label = label[:, 0]  # the centre slice's targets, (K, Y, X)
+        sample = {"image": _to_unit_float(image), "label": torch.from_numpy(np.ascontiguousarray(label, np.float32))}
+        if volume.instances is not None:
+            sample["instance"] = torch.from_numpy(np.ascontiguousarray(volume.instances[window], np.int64).reshape(1, *label.shape[1:]))
+        if volume.valid_mask is not None:
+            sample["valid_mask"] = torch.from_numpy(np.ascontiguousarray(volume.valid_mask[window], np.float32).reshape(1, *label.shape[1:]))
+        return sample
 
 
 class RandomPatches(Dataset):
@@ -125,19 +150,19 @@ class Augment:
         return cls(a.FLIP, a.ROTATE90, a.INTENSITY) if a.ENABLED else None
 
     def __call__(self, sample: dict[str, torch.Tensor], rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        image, label = sample["image"], sample["label"]
-        y, x = image.ndim - 2, image.ndim - 1
+        out = dict(sample)  # every entry is (C, [Z,] Y, X): the same spatial ops apply to each
+        y, x = sample["image"].ndim - 2, sample["image"].ndim - 1
         if self.flip:
             dims = [d for d, flip in zip((y, x), rng.random(2) < 0.5) if flip]
             if dims:
-                image, label = image.flip(dims), label.flip(dims)
-        if self.rotate90 and image.shape[y] == image.shape[x]:
+                out = {key: value.flip(dims) for key, value in out.items()}
+        if self.rotate90 and sample["image"].shape[y] == sample["image"].shape[x]:
             k = int(rng.integers(4))
-            image, label = image.rot90(k, (y, x)), label.rot90(k, (y, x))
+            out = {key: value.rot90(k, (y, x)) for key, value in out.items()}
         if self.intensity > 0:
             contrast, brightness = 1 + self.intensity * rng.uniform(-1, 1), self.intensity * rng.uniform(-0.5, 0.5)
-            image = ((image - 0.5) * contrast + 0.5 + brightness).clamp(0, 1)
-        return {**sample, "image": image.contiguous(), "label": label.contiguous()}
+            out["image"] = ((out["image"] - 0.5) * contrast + 0.5 + brightness).clamp(0, 1)
+        return {key: value.contiguous() for key, value in out.items()}
 
 
 def _to_unit_float(image: np.ndarray) -> torch.Tensor:

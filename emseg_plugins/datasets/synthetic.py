@@ -33,20 +33,17 @@ def build_synthetic(cfg: CN) -> VolumeData:
     if len(node.SHAPE) != 3 or not 0 <= z0 < z1 <= node.SHAPE[0] or z1 - z0 == node.SHAPE[0]:
         raise ConfigError(f"config: DATASET.SYNTHETIC.VAL_Z {list(node.VAL_Z)} must be a proper sub-range [start, stop) of Z in SHAPE {list(node.SHAPE)}")
     full = _volume("synthetic", make_em_volume(tuple(node.SHAPE), node.SEED), cfg.DATASET.CLASSES)
-    train = [_z_range(full, "train-below", 0, z0), _z_range(full, "train-above", z1, node.SHAPE[0])]
+    train = [full.crop_z("train-below", 0, z0), full.crop_z("train-above", z1, node.SHAPE[0])]
     test_shape = (z1 - z0, *node.SHAPE[1:])
     splits = {
         "train": [v for v in train if v.image.shape[0] > 0],
-        "val": [_z_range(full, "val", z0, z1)],
+        "val": [full.crop_z("val", z0, z1)],
         "test": lambda: [_volume("synthetic-test", make_em_volume(test_shape, node.SEED + 1), cfg.DATASET.CLASSES)],
     }
     return VolumeData(cfg, splits)
 
 
-def _z_range(volume: Volume, suffix: str, start: int, stop: int) -> Volume:
-    return Volume(f"{volume.name}-{suffix}", volume.image[start:stop], volume.labels[:, start:stop])
-
-
 def _volume(name: str, synthetic: SyntheticVolume, classes: list[str]) -> Volume:
+    """The requested class channels; instance ids are the mitochondria (for embedding losses)."""
     labels = np.stack([getattr(synthetic, CLASS_LAYERS[c]) for c in classes])
-    return Volume(name, synthetic.image, labels)
+    return Volume(name, synthetic.image, labels, instances=synthetic.mito_ids)
