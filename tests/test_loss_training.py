@@ -46,5 +46,5 @@ def test_loss_plugin_lowers_its_loss_in_training(batch, loss_name):
 
 def test_embedding_loss_on_a_segmentation_model_fails_at_build_time():
     cfg = load_config(TINY, overrides=["LOSS.NAME", "discriminative"])
-    with pytest.raises(ConfigError, match="LOSS.NAME 'discriminative' trains on the model's 'embedding'"):
+    with pytest.raises(ConfigError, match="LOSS.NAME .discriminative. trains the model.s .embedding. output, but MODEL.ARCHITECTURE .joenet. outputs only logits"):
         SegmentationModule(cfg.dump())

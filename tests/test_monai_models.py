@@ -8,6 +8,7 @@ from monai.networks.nets.mednext import create_mednext
 from torch import nn
 
 from emseg_plugins.config import get_cfg_defaults
+from emseg_plugins.config.loader import load_config
 from emseg_plugins.errors import ConfigError
 from emseg_plugins.models.monai_nets import (
     MEDNEXT_VARIANTS, DeepSupervision, add_mednext_config, add_monai_basic_unet_config, add_monai_unet_config,
@@ -121,8 +122,9 @@ def test_mednext_size_letters_match_monai_factory(size):
 
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_25d_slices_on_a_3d_model_is_a_config_error(name):
-    with pytest.raises(ConfigError, match=r"DATASET.INPUT_SLICES = 3 \(2.5D slices\) on a 3D model"):
-        BUILDERS[name](make_cfg(3, "DATASET.INPUT_SLICES", 3))
+    overrides = ["MODEL.ARCHITECTURE", name, "DATASET.DIMS", "3", "DATASET.PATCH_SIZE", "[16, 32, 32]", "DATASET.INPUT_SLICES", "3"]
+    with pytest.raises(ConfigError, match=r"DATASET.INPUT_SLICES = 3 \(2.5D slices\) needs a 2D model"):
+        load_config(overrides=overrides)
 
 
 @pytest.mark.parametrize("name, dims, patch, multiple", [

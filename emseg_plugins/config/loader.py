@@ -128,6 +128,9 @@ def check_values(cfg: CN) -> None:
     slices = cfg.DATASET.INPUT_SLICES
     if slices < 1 or slices % 2 == 0:
         raise ConfigError(f"config: DATASET.INPUT_SLICES = {slices} must be a positive odd number (centre slice predicted)")
+    if cfg.DATASET.DIMS == 3 and slices != 1:
+        raise ConfigError(f"config: DATASET.INPUT_SLICES = {slices} (2.5D slices) needs a 2D model; "
+                          "with DATASET.DIMS 3 set DATASET.INPUT_SLICES 1, or use DATASET.DIMS 2")
     if cfg.DATASET.DIMS == 2 and cfg.DATASET.PATCH_SIZE[0] != 1:
         raise ConfigError(f"config: DATASET.PATCH_SIZE = {list(cfg.DATASET.PATCH_SIZE)} must start with 1 when DATASET.DIMS is 2")
     for key in ("DATASET.PATCH_SIZE", "INFERENCE.INPUT_SIZE"):
@@ -136,6 +139,9 @@ def check_values(cfg: CN) -> None:
             raise ConfigError(f"config: {key} = {list(size)} must be three positive sizes (Z, Y, X)")
     if not cfg.DATASET.CLASSES:
         raise ConfigError("config: DATASET.CLASSES is empty; name at least one class (e.g. [nuc, mito])")
+    if cfg.INFERENCE.INSTANCE_CLASS and cfg.INFERENCE.INSTANCE_CLASS not in cfg.DATASET.CLASSES:
+        raise ConfigError(f"config: INFERENCE.INSTANCE_CLASS {cfg.INFERENCE.INSTANCE_CLASS!r} is not one of DATASET.CLASSES "
+                          f"{list(cfg.DATASET.CLASSES)}; name one of them or leave it empty")
     if not cfg.SOLVER.BASE_LR > 0 or cfg.SOLVER.WEIGHT_DECAY < 0:
         raise ConfigError(f"config: SOLVER.BASE_LR = {cfg.SOLVER.BASE_LR} must be > 0 and SOLVER.WEIGHT_DECAY = {cfg.SOLVER.WEIGHT_DECAY} >= 0")
     if not 0 <= cfg.INFERENCE.OVERLAP < 1:

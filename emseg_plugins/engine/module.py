@@ -12,12 +12,10 @@ import pytorch_lightning as pl
 import torch
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.errors import ConfigError
 from emseg_plugins.evaluation.metrics import SegmentationMetrics, mean_over_classes
-from emseg_plugins.losses.deep_supervision import supervised_loss
-from emseg_plugins.registry import LOSSES, MODELS
+from emseg_plugins.losses.multitask import build_terms, check_model_outputs, multitask_loss
+from emseg_plugins.registry import MODELS
 
-SEGMENTATION_INPUTS = ("logits", "label")  # what a loss consumes unless it declares `inputs`
 OPTIMIZERS = {"AdamW": torch.optim.AdamW, "Adam": torch.optim.Adam, "SGD": torch.optim.SGD}
 
 
@@ -27,20 +25,21 @@ def logits_of(output: Any) -> torch.Tensor:
 
 
 class SegmentationModule(pl.LightningModule):
-    """Trains ``MODEL.ARCHITECTURE`` with ``LOSS.NAME``; validation logs per-class metrics."""
+    """Trains ``MODEL.ARCHITECTURE`` with ``LOSS.NAME`` (+ ``LOSS.EXTRA``); validation logs per-class metrics.
+
+    A model with an ``update_prototypes(embedding, label)`` method (nearest-prototype classifiers)
+    sees every training batch's detached embedding and labels after its forward pass.
+    """
 
     def __init__(self, cfg_yaml: str):
         super().__init__()
         self.save_hyperparameters()
         self.cfg = CN.load_cfg(cfg_yaml)
         self.model = MODELS.build(self.cfg.MODEL.ARCHITECTURE, self.cfg)
-        self.loss = LOSSES.build(self.cfg.LOSS.NAME, self.cfg)
-        inputs = getattr(self.loss, "inputs", SEGMENTATION_INPUTS)
-        if tuple(inputs) != SEGMENTATION_INPUTS:
-            raise ConfigError(
-                f"config: LOSS.NAME {self.cfg.LOSS.NAME!r} trains on the model's {inputs[0]!r} against the batch's "
-                f"{inputs[1]!r}; the engine trains segmentation logits against labels only, so choose a segmentation loss"
-            )
+        self.terms = build_terms(self.cfg)
+        check_model_outputs(self.terms, self.model, self.cfg)
+        self.loss = self.terms[0].fn  # the main loss; the extra ones are registered so their buffers follow the device
+        self.extra_losses = torch.nn.ModuleList(t.fn for t in self.terms[1:] if isinstance(t.fn, torch.nn.Module))
         self.val_metrics = SegmentationMetrics(self.cfg.DATASET.CLASSES, self.cfg.INFERENCE.THRESHOLD)
         self.last_val_table: dict[str, dict[str, float]] | None = None
 
@@ -50,16 +49,19 @@ class SegmentationModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         output = self.model(batch["image"])
-        loss, parts = supervised_loss(self.loss, output, batch["label"], batch.get("valid_mask"), self.cfg.LOSS.AUX_WEIGHTS)
+        if hasattr(self.model, "update_prototypes"):
+            self.model.update_prototypes(output["embedding"].detach(), batch["label"])
+        loss, parts = multitask_loss(self.terms, output, batch, self.cfg.LOSS.AUX_WEIGHTS)
         self.log("train/loss", loss, prog_bar=True)
-        if len(parts) > 1:  # deep supervision: each head's own loss
+        if len(parts) > 1:  # deep supervision or several losses: each part on its own
             self.log_dict({f"train/loss_{name}": value for name, value in parts.items()})
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        logits = self(batch["image"])
-        self.log("val/loss", self.loss(logits, batch["label"], batch.get("valid_mask")), sync_dist=True)
-        self.val_metrics.update(logits, batch["label"], batch.get("valid_mask"))
+        output = self.model(batch["image"])
+        loss, _ = multitask_loss(self.terms, output, batch)
+        self.log("val/loss", loss, sync_dist=True)
+        self.val_metrics.update(logits_of(output), batch["label"], batch.get("valid_mask"))
 
     def on_validation_epoch_end(self) -> None:
         table = self.val_metrics.compute()

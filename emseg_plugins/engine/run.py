@@ -22,8 +22,10 @@ from emseg_plugins.engine.module import SegmentationModule
 from emseg_plugins.engine.trainer import build_trainer, check_hardware, checkpoint_dir
 from emseg_plugins.errors import CheckpointError
 from emseg_plugins.evaluation.metrics import METRIC_NAMES, SegmentationMetrics, format_table, mean_over_classes
-from emseg_plugins.inference.sliding_window import predict_volume
+from emseg_plugins.inference.sliding_window import predict_outputs
 from emseg_plugins.inference.writers import write_predictions
+from emseg_plugins.losses.multitask import check_batch_keys
+from emseg_plugins.postprocess.embedding_clusters import cluster_embedding, cluster_embedding_by_slice
 from emseg_plugins.registry import DATASETS
 from emseg_plugins.utils.atomic import atomic_write_text
 
@@ -35,8 +37,8 @@ def train(cfg: CN, init_checkpoint: str | None = None) -> Table:
     run_dir = Path(cfg.DATASET.OUTPUT_PATH)
     check_hardware(cfg)
     pl.seed_everything(cfg.SYSTEM.SEED, workers=True, verbose=False)
+    module = SegmentationModule(cfg.dump())  # model/loss combinations are checked before any data is read
     data = DATASETS.build(cfg.DATASET.NAME, cfg)
-    module = SegmentationModule(cfg.dump())
     last = checkpoint_dir(run_dir) / "last.ckpt"
     resume = load_checkpoint(last) if last.exists() else None
     if resume is not None:
@@ -49,6 +51,7 @@ def train(cfg: CN, init_checkpoint: str | None = None) -> Table:
         module.load_state_dict(start["state_dict"])
 
     datamodule = SegmentationDataModule(cfg, data, start_step=resume["global_step"] if resume else 0)
+    check_batch_keys(module.terms, datamodule.val_set[0], cfg)
 
     if _is_rank_zero():
         atomic_write_text(run_dir / "config.yaml", cfg.dump())
@@ -79,14 +82,26 @@ def infer(cfg: CN, checkpoint: str | None = None) -> tuple[Path, Table | None]:
     metrics = SegmentationMetrics(cfg.DATASET.CLASSES, cfg.INFERENCE.THRESHOLD)
     out_dir = run_dir / cfg.INFERENCE.OUTPUT_NAME
     for volume in volumes:
-        probs = predict_volume(model, volume.image, cfg)
+        outputs = predict_outputs(model, volume.image, cfg)
+        probs = outputs["probabilities"]
         suffix = ".zarr" if cfg.INFERENCE.OUTPUT_FORMAT == "zarr" else ".h5"
-        write_predictions(out_dir / f"{volume.name}{suffix}", probs, cfg.DATASET.CLASSES, cfg.INFERENCE.THRESHOLD)
+        write_predictions(out_dir / f"{volume.name}{suffix}", probs, cfg.DATASET.CLASSES, cfg.INFERENCE.THRESHOLD,
+                          instances=decode_instances(outputs, cfg))
         metrics.update_probabilities(torch.from_numpy(probs)[None], torch.from_numpy(volume.labels).float()[None])
     table = metrics.compute()
     write_metrics(out_dir, table, {"checkpoint": str(path), "split": cfg.INFERENCE.SPLIT})
     print(f"\n{cfg.INFERENCE.SPLIT} metrics (sliding window, {path.name}):\n{format_table(table)}\npredictions: {out_dir}\n")
     return out_dir, table
+
+
+def decode_instances(outputs: dict, cfg: CN):
+    """Instance ids (Z, Y, X) from an embedding model's outputs, or None (no embedding / INSTANCE_CLASS off)."""
+    if "embedding" not in outputs or not cfg.INFERENCE.INSTANCE_CLASS:
+        return None
+    channel = list(cfg.DATASET.CLASSES).index(cfg.INFERENCE.INSTANCE_CLASS)
+    foreground = outputs["probabilities"][channel] >= cfg.INFERENCE.THRESHOLD
+    cluster = cluster_embedding if cfg.DATASET.DIMS == 3 else cluster_embedding_by_slice
+    return cluster(outputs["embedding"], foreground, cfg.INFERENCE.EMBEDDING_BANDWIDTH, seed=cfg.SYSTEM.SEED)
 
 
 def best_checkpoint(run_dir: Path) -> Path:

@@ -1,7 +1,8 @@
 """Whole-volume prediction with MONAI's ``SlidingWindowInferer`` (Gaussian or constant blending).
 
 2D models (DATASET.DIMS 2) run slice by slice, each slice carrying INPUT_SLICES neighbours as
-channels (edges repeated); 3D models run on the volume. Output: probabilities (K, Z, Y, X) float32.
+channels (edges repeated); 3D models run on the volume. Output: probabilities (K, Z, Y, X) float32,
+and for embedding models the blended embedding (E, Z, Y, X) float32.
 """
 from __future__ import annotations
 
@@ -18,25 +19,41 @@ def make_inferer(cfg: CN) -> SlidingWindowInferer:
     return SlidingWindowInferer(roi_size=roi, sw_batch_size=i.SAMPLES_PER_BATCH, overlap=i.OVERLAP, mode=i.BLENDING, padding_mode="reflect")
 
 
-@torch.no_grad()
 def predict_volume(model: torch.nn.Module, image: np.ndarray, cfg: CN, progress: bool = True) -> np.ndarray:
     """image (Z, Y, X) uint8 or float in [0, 1] -> sigmoid probabilities (K, Z, Y, X) float32."""
+    return predict_outputs(model, image, cfg, progress)["probabilities"]
+
+
+@torch.no_grad()
+def predict_outputs(model: torch.nn.Module, image: np.ndarray, cfg: CN, progress: bool = True) -> dict[str, np.ndarray]:
+    """image (Z, Y, X) -> ``{"probabilities": (K, Z, Y, X)[, "embedding": (E, Z, Y, X)]}`` float32."""
     model.eval()
     device = next(model.parameters()).device
     inferer = make_inferer(cfg)
     volume = torch.from_numpy(np.ascontiguousarray(image)).float()
     if image.dtype == np.uint8:
         volume /= 255.0
+
+    def network(x: torch.Tensor) -> dict[str, torch.Tensor]:  # MONAI blends each key of a dict output
+        out = model(x)
+        out = out if isinstance(out, dict) else {"logits": out}
+        return {key: value for key, value in out.items() if key in ("logits", "embedding")}
+
+    def finish(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        named = {"probabilities": torch.sigmoid(out["logits"]), "embedding": out.get("embedding")}
+        return {key: value.float().cpu() for key, value in named.items() if value is not None}
+
     if cfg.DATASET.DIMS == 3:
-        return torch.sigmoid(inferer(volume[None, None].to(device), model))[0].float().cpu().numpy()
+        return {key: value[0].numpy() for key, value in finish(inferer(volume[None, None].to(device), network)).items()}
     half = cfg.DATASET.INPUT_SLICES // 2
     depth = volume.shape[0]
-    out = []
+    parts = []
     chunk = max(1, cfg.INFERENCE.SAMPLES_PER_BATCH)
     with tqdm(total=depth, desc="predict", unit="slice", disable=not progress, leave=False) as bar:
         for start in range(0, depth, chunk):
             zs = torch.arange(start, min(start + chunk, depth))
             neighbours = (zs[:, None] + torch.arange(-half, half + 1)[None]).clamp(0, depth - 1)  # (B, S)
-            out.append(torch.sigmoid(inferer(volume[neighbours].to(device), model)).float().cpu())
+            parts.append(finish(inferer(volume[neighbours].to(device), network)))
             bar.update(len(zs))
-    return torch.cat(out).permute(1, 0, 2, 3).numpy()  # (Z, K, Y, X) -> (K, Z, Y, X)
+    # slices stacked along Z: (Z, C, Y, X) -> (C, Z, Y, X)
+    return {key: torch.cat([p[key] for p in parts]).permute(1, 0, 2, 3).numpy() for key in parts[0]}

@@ -110,11 +110,7 @@ def _in_channels(cfg: CN, arch: str) -> int:
     require_choice("DATASET.DIMS", cfg.DATASET.DIMS, (2, 3))
     if cfg.MODEL.IN_PLANES < 1:
         raise ConfigError(f"config: MODEL.IN_PLANES = {cfg.MODEL.IN_PLANES} must be at least 1")
-    if cfg.DATASET.DIMS == 3:
-        if cfg.DATASET.INPUT_SLICES != 1:
-            raise ConfigError(f"config: DATASET.INPUT_SLICES = {cfg.DATASET.INPUT_SLICES} (2.5D slices) on a 3D model "
-                              f"({arch} with DATASET.DIMS 3); set DATASET.INPUT_SLICES 1 or DATASET.DIMS 2")
-        return cfg.MODEL.IN_PLANES
+    # DATASET.INPUT_SLICES is 1 for 3D models (config/loader.check_values)
     return cfg.MODEL.IN_PLANES * cfg.DATASET.INPUT_SLICES
 
 

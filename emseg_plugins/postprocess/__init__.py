@@ -1,0 +1,1 @@
+"""Post-processing: predictions (probabilities, embeddings) to instance label maps."""
