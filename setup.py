@@ -88,6 +88,11 @@ setup(
         "cellmap-data>=2025.1",
         "cloud-volume>=10",
         "tifffile>=2023.1",
+        "scikit-learn>=1.3",  # mean-shift clustering of instance embeddings
+        "scikit-image>=0.21",  # seeded watershed
+        "connected-components-3d>=3.12",
+        "fastremap>=1.14",
+        "dask[distributed]>=2024.1",  # chunked deploy on a local or remote Dask cluster
         # cellmap-data (s3fs/aiobotocore) and cloud-volume (boto3) both pin botocore; constraints.txt
         # fixes one compatible pair so the resolver never backtracks.
         "boto3>=1.34",
