@@ -69,6 +69,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["emseg_plugins", "emseg_plugins.*"]),
+    package_data={"emseg_plugins.datasets": ["cellmap_classes.csv"]},
     install_requires=[
         "torch>=2.2",
         "torchvision>=0.17",
@@ -84,6 +85,7 @@ setup(
         "h5py>=3.8",
         "zarr>=2.16,<3",
         "tqdm>=4.60",
+        "pillow>=9",
         "matplotlib>=3.7",
         "cellmap-data>=2025.1",
         "cloud-volume>=10",

@@ -17,7 +17,13 @@ import torch
 from torch.utils.data import Dataset
 from yacs.config import CfgNode as CN
 
+from emseg_plugins.config.loader import require, require_choice
+from emseg_plugins.datasets.augment import Augment
 from emseg_plugins.errors import DataError
+
+SAMPLERS = ("uniform", "foreground", "class_balanced")
+_MAX_SCANNED = 1 << 22  # voxels scanned per volume for foreground coordinates (larger volumes: a YX-strided grid)
+_MAX_KEPT = 1 << 20  # foreground coordinates kept per class (a fixed random subset beyond that)
 
 
 @dataclass(frozen=True)
@@ -95,24 +101,61 @@ class PatchSpec:
 
 
 class RandomPatches(Dataset):
-    """``length`` random patches; sample ``i`` is a pure function of ``(seed, i)`` (any worker count)."""
+    """``length`` random patches; sample ``i`` is a pure function of ``(seed, i)`` (any worker count).
 
-    def __init__(self, volumes: list[Volume], spec: PatchSpec, length: int, seed: int, augment: "Augment | None"):
+    ``sampler``: ``uniform`` (volume by size, then a uniform corner), ``foreground`` (with probability
+    ``foreground_fraction`` the patch is centred on a random labelled voxel of any class) or
+    ``class_balanced`` (with that probability a class is drawn uniformly first, then one of its voxels).
+    Labelled voxels (label == 1) are listed once, at construction, on a YX-strided grid for large volumes.
+    """
+
+    def __init__(self, volumes: list[Volume], spec: PatchSpec, length: int, seed: int, augment: Augment | None,
+                 sampler: str = "uniform", foreground_fraction: float = 0.5):
         for v in volumes:
             spec.check_fits(v)
+        require_choice("DATASET.SAMPLER", sampler, SAMPLERS)
+        require(0 <= foreground_fraction <= 1, "DATASET.FOREGROUND_FRACTION", foreground_fraction, "in [0, 1]")
         self.volumes, self.spec, self.length, self.seed, self.augment = volumes, spec, length, seed, augment
+        self.sampler, self.foreground_fraction = sampler, foreground_fraction
         sizes = np.array([v.image.size for v in volumes], dtype=np.float64)
         self.volume_weights = sizes / sizes.sum()
+        self.foreground = foreground_voxels(volumes) if sampler != "uniform" and foreground_fraction > 0 else []
+        if sampler == "foreground" and self.foreground:
+            self.foreground = [np.concatenate(self.foreground)]  # one pool: any labelled voxel
+        self.foreground = [c for c in self.foreground if len(c)]
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng((self.seed, index))
-        volume = self.volumes[rng.choice(len(self.volumes), p=self.volume_weights)]
-        corner = [int(rng.integers(0, s - p + 1)) for s, p in zip(volume.image.shape, self.spec.size)]
+        if self.foreground and rng.random() < self.foreground_fraction:
+            pool = self.foreground[int(rng.integers(len(self.foreground)))]  # class_balanced: a class, uniformly
+            v, *centre = pool[int(rng.integers(len(pool)))]
+            volume = self.volumes[v]
+            corner = [int(np.clip(c - p // 2, 0, s - p)) for c, s, p in zip(centre, volume.image.shape, self.spec.size)]
+        else:
+            volume = self.volumes[rng.choice(len(self.volumes), p=self.volume_weights)]
+            corner = [int(rng.integers(0, s - p + 1)) for s, p in zip(volume.image.shape, self.spec.size)]
         sample = self.spec.sample(volume, corner)
         return self.augment(sample, rng) if self.augment else sample
+
+
+def foreground_voxels(volumes: list[Volume]) -> list[np.ndarray]:
+    """Per class, (N, 4) int32 rows (volume, z, y, x) of voxels with label 1.
+
+    A volume over ``_MAX_SCANNED`` voxels is scanned on a YX grid of stride s (every s-th row and
+    column); a class over ``_MAX_KEPT`` voxels keeps a fixed random subset (seed 0).
+    """
+    per_class: list[list[np.ndarray]] = [[] for _ in range(volumes[0].labels.shape[0])]
+    for v, volume in enumerate(volumes):
+        stride = max(1, int(np.ceil(np.sqrt(volume.image.size / _MAX_SCANNED))))
+        for k, channel in enumerate(volume.labels):
+            z, y, x = np.nonzero(channel[:, ::stride, ::stride] == 1)
+            per_class[k].append(np.stack([np.full_like(z, v), z, y * stride, x * stride], 1).astype(np.int32))
+    pools = [np.concatenate(parts) for parts in per_class]
+    rng = np.random.default_rng(0)
+    return [p[np.sort(rng.choice(len(p), _MAX_KEPT, replace=False))] if len(p) > _MAX_KEPT else p for p in pools]
 
 
 class GridPatches(Dataset):
@@ -136,33 +179,6 @@ def tile_corners(shape: Sequence[int], size: Sequence[int]) -> list[tuple[int, .
     """Corners of tiles of ``size`` covering ``shape`` exactly (overlap only at the far edges)."""
     axes = [sorted({*range(0, s - p + 1, p), s - p}) for s, p in zip(shape, size)]
     return [tuple(c) for c in np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(shape))]
-
-
-class Augment:
-    """Flips and 90-degree rotations in the YX plane (anisotropy-safe) and brightness/contrast jitter."""
-
-    def __init__(self, flip: bool, rotate90: bool, intensity: float):
-        self.flip, self.rotate90, self.intensity = flip, rotate90, intensity
-
-    @classmethod
-    def from_cfg(cls, cfg: CN) -> "Augment | None":
-        a = cfg.AUGMENTOR
-        return cls(a.FLIP, a.ROTATE90, a.INTENSITY) if a.ENABLED else None
-
-    def __call__(self, sample: dict[str, torch.Tensor], rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        out = dict(sample)  # every entry is (C, [Z,] Y, X): the same spatial ops apply to each
-        y, x = sample["image"].ndim - 2, sample["image"].ndim - 1
-        if self.flip:
-            dims = [d for d, flip in zip((y, x), rng.random(2) < 0.5) if flip]
-            if dims:
-                out = {key: value.flip(dims) for key, value in out.items()}
-        if self.rotate90 and sample["image"].shape[y] == sample["image"].shape[x]:
-            k = int(rng.integers(4))
-            out = {key: value.rot90(k, (y, x)) for key, value in out.items()}
-        if self.intensity > 0:
-            contrast, brightness = 1 + self.intensity * rng.uniform(-1, 1), self.intensity * rng.uniform(-0.5, 0.5)
-            out["image"] = ((out["image"] - 0.5) * contrast + 0.5 + brightness).clamp(0, 1)
-        return {key: value.contiguous() for key, value in out.items()}
 
 
 def _to_unit_float(image: np.ndarray) -> torch.Tensor:
@@ -190,8 +206,10 @@ class VolumeData:
         return self.splits[split]
 
     def train_dataset(self, num_samples: int) -> Dataset:
-        """``num_samples`` random patches: sample i is fixed by (SYSTEM.SEED, i)."""
-        return RandomPatches(self.volumes("train"), self.spec, num_samples, self.cfg.SYSTEM.SEED, Augment.from_cfg(self.cfg))
+        """``num_samples`` random patches (DATASET.SAMPLER, AUGMENTOR): sample i is fixed by (SYSTEM.SEED, i)."""
+        d = self.cfg.DATASET
+        return RandomPatches(self.volumes("train"), self.spec, num_samples, self.cfg.SYSTEM.SEED, Augment.from_cfg(self.cfg),
+                             sampler=d.SAMPLER, foreground_fraction=d.FOREGROUND_FRACTION)
 
     def val_dataset(self) -> Dataset:
         return GridPatches(self.volumes("val"), self.spec)

@@ -1,0 +1,182 @@
+"""A small CellMap data root drawn procedurally: the real challenge layout, no download.
+
+``write_cellmap_root(root)`` writes, for each of ``n_datasets`` procedural EM volumes
+(:func:`~emseg_plugins.datasets.synthetic_em.make_em_volume`, one seed each)::
+
+    root/jrc_synth-<d>/jrc_synth-<d>.zarr/recon-1/em/fibsem-uint8/{s0, s1}       uint8, voxel v and 2v nm
+    root/jrc_synth-<d>/jrc_synth-<d>.zarr/recon-1/labels/groundtruth/crop<N>/<class>/{s0, s1}   uint8 0/1
+
+as zarr v2 groups with OME-NGFF ``multiscales`` metadata (axes z, y, x in nanometer; per level a
+``scale`` and a ``translation`` in nm; level s1 is shifted by half an s0 voxel, the convention of
+CellMap's own pyramids). Crops cycle through :data:`PATTERNS`, so some classes are missing from some
+crops and ``mito`` is sometimes stored only through its members (``mito_mem`` = the outer voxel shell,
+``mito_lum`` = the rest, ``mito_ribo`` = annotated but empty). With ``lowres_crop`` one more crop holds
+``nuc`` and ``mito`` at 2v nm only. Used by the tests, the benchmarks and as the offline stand-in for
+the CellMap challenge configs::
+
+    python -m emseg_plugins.datasets.cellmap_synthetic data/cellmap_synthetic
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+from scipy import ndimage as ndi
+
+from emseg_plugins.datasets.cellmap_layout import GT_NAME, RAW_NAME
+from emseg_plugins.datasets.synthetic_em import SyntheticVolume, make_em_volume
+from emseg_plugins.errors import DataError, EmsegError
+
+# Which class arrays the i-th crop of the root holds (cycled over the crops of all datasets).
+PATTERNS: tuple[tuple[str, ...], ...] = (
+    ("nuc", "mito_mem", "mito_lum", "mito_ribo"),  # mito only through its members (composite = their union)
+    ("nuc",),  # mito unannotated (NaN)
+    ("nuc", "mito", "mito_mem", "mito_lum", "mito_ribo"),  # the composite stored too, as challenge crops do
+)
+LOWRES_CLASSES = ("nuc", "mito")
+
+
+@dataclass(frozen=True)
+class WrittenCrop:
+    """One crop written: dataset, ``crop<N>``, class arrays, corner and size in s0 raw voxels (z, y, x), label voxel sizes (nm)."""
+
+    dataset: str
+    name: str
+    classes: tuple[str, ...]
+    offset: tuple[int, int, int]
+    size: tuple[int, int, int]
+    voxel_sizes: tuple[float, ...]
+
+
+def class_arrays(volume: SyntheticVolume) -> dict[str, np.ndarray]:
+    """uint8 0/1 (Z, Y, X) arrays of the classes the synthetic volumes carry (CellMap names)."""
+    mito = volume.mito.astype(bool)
+    lumen = ndi.binary_erosion(mito)
+    return {
+        "nuc": volume.nuc.astype(np.uint8),
+        "mito": mito.astype(np.uint8),
+        "mito_mem": (mito & ~lumen).astype(np.uint8),
+        "mito_lum": lumen.astype(np.uint8),
+        "mito_ribo": np.zeros_like(volume.mito, dtype=np.uint8),
+    }
+
+
+def write_cellmap_root(root: str | Path, shape: Sequence[int] = (32, 128, 128), crop_size: Sequence[int] = (16, 48, 48),
+                       crops_per_dataset: int = 3, n_datasets: int = 2, voxel_size: float = 8.0, seed: int = 0,
+                       lowres_crop: bool = True, overwrite: bool = False) -> list[WrittenCrop]:
+    """Write a CellMap-layout data root at ``root`` (atomically: built beside it, then renamed).
+
+    ``shape``: each EM volume (Z, Y, X) in s0 voxels of ``voxel_size`` nm (isotropic); ``crop_size``: each
+    crop (Z, Y, X) in s0 voxels (even sizes, so that s1 is exact). Returns what was written.
+    """
+    root = Path(root)
+    shape, crop_size = tuple(int(s) for s in shape), tuple(int(s) for s in crop_size)
+    if len(shape) != 3 or len(crop_size) != 3 or any(c < 2 or c % 2 or c > s for c, s in zip(crop_size, shape)):
+        raise DataError(f"crop size {list(crop_size)} must be three even sizes >= 2 that fit in the volume shape {list(shape)}")
+    if root.exists() and not overwrite:
+        raise DataError(f"{root}: already exists; choose another directory or pass overwrite=True (--overwrite)")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        written = _write(tmp, shape, crop_size, crops_per_dataset, n_datasets, float(voxel_size), seed, lowres_crop)
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return written
+
+
+def _write(base: Path, shape, crop_size, crops_per_dataset, n_datasets, v, seed, lowres_crop) -> list[WrittenCrop]:
+    written: list[WrittenCrop] = []
+    for d in range(n_datasets):
+        name = f"jrc_synth-{d + 1}"
+        volume = make_em_volume(shape, seed + d)
+        labels = class_arrays(volume)
+        container = zarr.open_group(str(base / name / f"{name}.zarr"), mode="w")
+        _write_multiscale(container.require_group(RAW_NAME), [volume.image, _block_mean(volume.image)], v, (0.0, 0.0, 0.0), (16, 64, 64))
+        rng = np.random.default_rng((seed, d))
+        n_crops = crops_per_dataset + (1 if lowres_crop and d == n_datasets - 1 else 0)
+        for c in range(n_crops):
+            number = len(written) + 1
+            offset = tuple(2 * int(rng.integers(0, (s - k) // 2 + 1)) for s, k in zip(shape, crop_size))
+            window = tuple(slice(o, o + k) for o, k in zip(offset, crop_size))
+            translation = tuple(o * v for o in offset)
+            group = container.require_group(f"{GT_NAME}/crop{number}")
+            lowres = c == crops_per_dataset
+            classes = LOWRES_CLASSES if lowres else PATTERNS[(number - 1) % len(PATTERNS)]
+            for cls in classes:
+                full = labels[cls][window]
+                if lowres:  # annotated at 2v only: s0 is the strided 2v grid, shifted by half a voxel
+                    _write_multiscale(group.require_group(cls), [full[::2, ::2, ::2]], 2 * v, tuple(t + v / 2 for t in translation), crop_size)
+                else:
+                    _write_multiscale(group.require_group(cls), [full, full[::2, ::2, ::2]], v, translation, crop_size)
+            sizes = (2 * v,) if lowres else (v, 2 * v)
+            written.append(WrittenCrop(name, f"crop{number}", tuple(classes), offset, crop_size, sizes))
+    return written
+
+
+def _block_mean(image: np.ndarray) -> np.ndarray:
+    """2x2x2 block mean of a uint8 (Z, Y, X) volume (odd edges dropped), rounded to uint8."""
+    z, y, x = (s // 2 * 2 for s in image.shape)
+    blocks = image[:z, :y, :x].reshape(z // 2, 2, y // 2, 2, x // 2, 2).astype(np.float32)
+    return np.round(blocks.mean(axis=(1, 3, 5))).astype(np.uint8)
+
+
+def _write_multiscale(group: zarr.Group, levels: list[np.ndarray], voxel_size: float, translation: Sequence[float], chunks) -> None:
+    """Arrays s0, s1, ... (each level twice the previous voxel size) and their OME-NGFF 0.4 metadata."""
+    datasets = []
+    for i, array in enumerate(levels):
+        group.create_dataset(f"s{i}", data=array, chunks=tuple(min(c, s) for c, s in zip(chunks, array.shape)), overwrite=True)
+        factor = 2**i
+        datasets.append({
+            "path": f"s{i}",
+            "coordinateTransformations": [
+                {"type": "scale", "scale": [voxel_size * factor] * 3},
+                {"type": "translation", "translation": [t + voxel_size * (factor - 1) / 2 for t in translation]},
+            ],
+        })
+    group.attrs["multiscales"] = [{
+        "version": "0.4",
+        "name": group.basename,
+        "axes": [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"],
+        "datasets": datasets,
+        "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}],
+    }]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m emseg_plugins.datasets.cellmap_synthetic", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", metavar="ROOT", help="directory to create (the data root: ROOT/<dataset>/<dataset>.zarr)")
+    parser.add_argument("--shape", type=int, nargs=3, default=[32, 128, 128], metavar=("Z", "Y", "X"), help="EM volume per dataset, s0 voxels")
+    parser.add_argument("--crop-size", type=int, nargs=3, default=[16, 48, 48], metavar=("Z", "Y", "X"), help="crop size, s0 voxels (even)")
+    parser.add_argument("--crops-per-dataset", type=int, default=3, help="crops per dataset at both voxel sizes")
+    parser.add_argument("--datasets", type=int, default=2, help="number of datasets (EM volumes)")
+    parser.add_argument("--voxel-size", type=float, default=8.0, help="s0 voxel size in nm (s1 is twice that)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-lowres-crop", action="store_true", help="omit the extra crop annotated at the coarse voxel size only")
+    parser.add_argument("--overwrite", action="store_true", help="replace ROOT if it exists")
+    args = parser.parse_args(argv)
+    try:
+        crops = write_cellmap_root(args.root, args.shape, args.crop_size, args.crops_per_dataset, args.datasets, args.voxel_size,
+                                   args.seed, not args.no_lowres_crop, args.overwrite)
+    except EmsegError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for c in crops:
+        print(f"{c.dataset}/{c.name}: {', '.join(c.classes)} at {', '.join(f'{s:g}' for s in c.voxel_sizes)} nm")
+    print(f"wrote {len(crops)} crops to {args.root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
