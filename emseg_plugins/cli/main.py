@@ -12,6 +12,7 @@ SUBCOMMANDS = {
     "train": ("emseg_plugins.cli.train", "train a config (same as pytc-train)"),
     "plugins": ("emseg_plugins.cli.plugins", "list installed models, losses, datasets and config nodes"),
     "config": ("emseg_plugins.cli.config", "show the resolved config or every valid key"),
+    "predict": ("emseg_plugins.cli.predict", "predict a volume of any size in blocks (resumable, Dask)"),
 }
 
 

@@ -76,9 +76,7 @@ def infer(cfg: CN, checkpoint: str | None = None) -> tuple[Path, Table | None]:
     check_compatible(ckpt, cfg, path)
     data = DATASETS.build(cfg.DATASET.NAME, cfg)
     volumes = data.volumes(cfg.INFERENCE.SPLIT)
-    module = SegmentationModule(checkpoint_config(ckpt).dump())
-    module.load_state_dict(ckpt["state_dict"])
-    model = module.model.to("cuda" if torch.cuda.is_available() and cfg.SYSTEM.NUM_GPUS > 0 else "cpu")
+    model, _ = restore_model(path, ckpt, gpu=cfg.SYSTEM.NUM_GPUS > 0)
     metrics = SegmentationMetrics(cfg.DATASET.CLASSES, cfg.INFERENCE.THRESHOLD)
     out_dir = run_dir / cfg.INFERENCE.OUTPUT_NAME
     for volume in volumes:
@@ -92,6 +90,15 @@ def infer(cfg: CN, checkpoint: str | None = None) -> tuple[Path, Table | None]:
     write_metrics(out_dir, table, {"checkpoint": str(path), "split": cfg.INFERENCE.SPLIT})
     print(f"\n{cfg.INFERENCE.SPLIT} metrics (sliding window, {path.name}):\n{format_table(table)}\npredictions: {out_dir}\n")
     return out_dir, table
+
+
+def restore_model(path: str | Path, ckpt: dict | None = None, gpu: bool = False) -> tuple[torch.nn.Module, CN]:
+    """(the checkpoint's model with its weights, in eval mode on CPU or GPU, the checkpoint's config)."""
+    ckpt = ckpt or load_checkpoint(path)
+    module = SegmentationModule(checkpoint_config(ckpt).dump())
+    module.load_state_dict(ckpt["state_dict"])
+    device = "cuda" if gpu and torch.cuda.is_available() else "cpu"
+    return module.model.to(device).eval(), module.cfg
 
 
 def decode_instances(outputs: dict, cfg: CN):

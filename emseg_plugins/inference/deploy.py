@@ -1,0 +1,233 @@
+"""Chunked, resumable prediction over volumes larger than memory, locally or on a Dask cluster.
+
+The volume (Z, Y, X) is cut into blocks (``block_grid``). Each block task reads its block plus a
+halo of context, runs the sliding-window predictor, and writes the block's core into a zarr store
+whose chunks are exactly the blocks, so concurrent tasks never share a chunk file (zarr writes each
+chunk file atomically). Only then is the block's marker ``blocks/<index>.json`` written
+(atomically). A run killed at any moment and started again redoes every block without a marker and
+nothing else; each block's result depends only on the input and the weights, so the final store is
+the same as an uninterrupted run's. Peak memory is that of one block with its halo per worker.
+
+Output store (``--output x.zarr``):
+
+    probabilities     uint8 (K, Z, Y, X), round(255 p), chunks (1, *block); attribute ``classes``
+    instances_local   uint32 (Z, Y, X), per-block instance ids (with --instances)
+    instances         uint64 (Z, Y, X), ids stitched across blocks (with --instances)
+    deploy.json       the plan (input, weights, block, halo, config); a restart must agree with it
+    blocks/, stitched/  completion markers
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import zarr
+from tqdm import tqdm
+from yacs.config import CfgNode as CN
+
+from emseg_plugins.errors import ConfigError, DataError
+from emseg_plugins.inference.sliding_window import predict_outputs
+from emseg_plugins.inference.sources import open_source
+from emseg_plugins.postprocess.instances import connected_instances, watershed_instances
+from emseg_plugins.postprocess.stitch import Box, apply_lookup, block_grid, block_offsets, stitch_lookup
+from emseg_plugins.utils.atomic import atomic_write_text
+
+PLAN_FILE = "deploy.json"
+INSTANCE_METHODS = ("", "cc", "watershed")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything that decides a deploy's output; stored in ``deploy.json`` and compared on restart."""
+
+    input: str
+    output: str
+    checkpoint: str
+    checkpoint_sha256: str
+    cfg_yaml: str  # model + INFERENCE settings (the checkpoint's model, the run config's inference)
+    shape: tuple[int, int, int]  # (Z, Y, X) voxels
+    block: tuple[int, int, int]
+    halo: tuple[int, int, int]
+    classes: tuple[str, ...]
+    instances: str = ""  # "" | "cc" | "watershed", on the channel of INFERENCE.INSTANCE_CLASS (else the first)
+    min_size: int = 0  # voxels; smaller instances are dropped
+    boxes: tuple[Box, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "boxes", tuple(block_grid(self.shape, self.block)))
+
+    def to_json(self) -> str:
+        data = {k: v for k, v in asdict(self).items() if k != "boxes"}
+        return json.dumps(data, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plan":
+        data = json.loads(text)
+        for key in ("shape", "block", "halo", "classes"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_halo(cfg: CN) -> tuple[int, int, int]:
+    """Context around each block: a quarter window in Y/X (and Z in 3D); 2.5D neighbours in Z for 2D."""
+    z, y, x = cfg.INFERENCE.INPUT_SIZE
+    return (cfg.DATASET.INPUT_SLICES // 2 if cfg.DATASET.DIMS == 2 else z // 4, y // 4, x // 4)
+
+
+def check_plan(plan: Plan, cfg: CN) -> None:
+    """One-line errors for plans that cannot work (before anything is written)."""
+    if min(plan.block) < 1 or len(plan.block) != 3:
+        raise ConfigError(f"--block {list(plan.block)} must be three positive sizes (Z, Y, X)")
+    if any(h < 0 for h in plan.halo) or any(h >= b for h, b in zip(plan.halo, plan.block)):
+        raise ConfigError(f"--block {list(plan.block)} must be larger than --halo {list(plan.halo)} on every axis (Z, Y, X)")
+    if cfg.MODEL.IN_PLANES != 1:
+        raise ConfigError(f"{plan.checkpoint}: the model takes MODEL.IN_PLANES = {cfg.MODEL.IN_PLANES} channels per slice, "
+                          f"but {plan.input} is a single-channel volume")
+    if plan.instances not in INSTANCE_METHODS:
+        raise ConfigError(f"--instances {plan.instances!r} must be one of cc, watershed")
+
+
+def prepare_output(plan: Plan, overwrite: bool) -> list[int]:
+    """Create (or reopen) the output store; returns the block indices still to do."""
+    out = Path(plan.output)
+    plan_file = out / PLAN_FILE
+    if out.exists() and not plan_file.is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"{out}: exists and is not an emseg deploy output; choose another --output (it is never deleted)")
+    if plan_file.is_file():
+        previous = Plan.from_json(plan_file.read_text())
+        changed = [k for k in ("input", "checkpoint_sha256", "shape", "block", "halo", "classes", "instances", "min_size", "cfg_yaml")
+                   if getattr(previous, k) != getattr(plan, k)]
+        if changed and not overwrite:
+            key = changed[0]
+            raise DataError(f"{out}: was started with another {key} ({_short(getattr(previous, key))} vs now "
+                            f"{_short(getattr(plan, key))}); pass --overwrite to start again, or use another --output")
+        if changed:
+            shutil.rmtree(out)
+    if not plan_file.is_file():
+        root = zarr.open_group(str(out), mode="w")
+        k = len(plan.classes)
+        probs = root.create_dataset("probabilities", shape=(k, *plan.shape), chunks=(1, *plan.block), dtype="u1", fill_value=0)
+        probs.attrs["classes"] = list(plan.classes)
+        if plan.instances:
+            root.create_dataset("instances_local", shape=plan.shape, chunks=plan.block, dtype="u4", fill_value=0)
+            root.create_dataset("instances", shape=plan.shape, chunks=plan.block, dtype="u8", fill_value=0)
+        atomic_write_text(plan_file, plan.to_json())  # last: a store without it is recreated
+    return [i for i in range(len(plan.boxes)) if not _marker(out, "blocks", i).is_file()]
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _marker(out: Path, kind: str, index: int) -> Path:
+    return out / kind / f"{index:06d}.json"
+
+
+_MODELS: dict[str, object] = {}  # per process: checkpoint sha -> model, loaded once per worker
+
+
+def _model_for(plan: Plan):
+    if plan.checkpoint_sha256 not in _MODELS:
+        from emseg_plugins.engine.run import restore_model  # the engine pulls in Lightning; only workers need it
+
+        _MODELS[plan.checkpoint_sha256] = restore_model(plan.checkpoint)[0]
+    return _MODELS[plan.checkpoint_sha256]
+
+
+def with_halo(box: Box, halo: Sequence[int], shape: Sequence[int]) -> tuple[Box, Box]:
+    """(the block grown by ``halo`` and clipped to the volume, the block's position inside it)."""
+    outer = tuple(slice(max(0, s.start - h), min(n, s.stop + h)) for s, h, n in zip(box, halo, shape))
+    inner = tuple(slice(s.start - o.start, s.stop - o.start) for s, o in zip(box, outer))
+    return outer, inner
+
+
+def predict_block(plan_json: str, index: int) -> int:
+    """Predict block ``index`` of the plan into the store and mark it done; returns its instance count."""
+    plan = Plan.from_json(plan_json)
+    cfg = CN.load_cfg(plan.cfg_yaml)
+    box = plan.boxes[index]
+    outer, inner = with_halo(box, plan.halo, plan.shape)
+    with open_source(plan.input) as source:
+        image = np.asarray(source[outer])
+    probs = predict_outputs(_model_for(plan), image, cfg, progress=False)["probabilities"][(slice(None), *inner)]
+    root = zarr.open_group(plan.output, mode="r+")
+    root["probabilities"][(slice(None), *box)] = np.round(probs * 255).astype(np.uint8)
+    count = 0
+    if plan.instances:
+        channel = list(plan.classes).index(cfg.INFERENCE.INSTANCE_CLASS) if cfg.INFERENCE.INSTANCE_CLASS else 0
+        if plan.instances == "cc":  # 6-connected: stitching across block faces then equals the whole volume's
+            local = connected_instances(probs[channel] >= cfg.INFERENCE.THRESHOLD, connectivity=6, min_size=plan.min_size)
+        else:
+            local = watershed_instances(probs[channel], cfg.INFERENCE.THRESHOLD, min_size=plan.min_size)
+        root["instances_local"][box] = local
+        count = int(local.max())
+    atomic_write_text(_marker(Path(plan.output), "blocks", index), json.dumps({"count": count}))
+    return count
+
+
+def run_blocks(plan: Plan, todo: Sequence[int], scheduler: str = "local", workers: int = 2, progress: bool = True) -> None:
+    """Run the block tasks: ``local`` (in this process), ``dask`` (a LocalCluster of ``workers``
+    processes) or the address of a running Dask scheduler (``tcp://host:8786``)."""
+    plan_json = plan.to_json()
+    bar = tqdm(total=len(plan.boxes), initial=len(plan.boxes) - len(todo), desc="deploy", unit="block", disable=not progress)
+    with bar:
+        if scheduler == "local":
+            for index in todo:
+                predict_block(plan_json, index)
+                bar.update()
+            return
+        from dask.distributed import Client, LocalCluster, as_completed
+
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) if scheduler == "dask" else None
+        try:
+            with Client(cluster if cluster is not None else scheduler) as client:
+                futures = client.map(predict_block, [plan_json] * len(todo), list(todo), pure=False)
+                for future in as_completed(futures):
+                    future.result()  # a failed task raises here, with its own error
+                    bar.update()
+        finally:
+            if cluster is not None:
+                cluster.close()
+
+
+def stitch_output(plan: Plan, progress: bool = True) -> None:
+    """Write ``instances``: per-block ids joined across block faces (resumable per block)."""
+    out = Path(plan.output)
+    root = zarr.open_group(str(out), mode="r+")
+    counts = [json.loads(_marker(out, "blocks", i).read_text())["count"] for i in range(len(plan.boxes))]
+    lookup = stitch_lookup(root["instances_local"], plan.boxes, counts)
+    for index, (box, offset) in enumerate(tqdm(list(zip(plan.boxes, block_offsets(counts))), desc="stitch", unit="block", disable=not progress)):
+        if not _marker(out, "stitched", index).is_file():
+            root["instances"][box] = apply_lookup(root["instances_local"][box], offset, lookup)
+            atomic_write_text(_marker(out, "stitched", index), "{}")
+
+
+def deploy(plan: Plan, cfg: CN, scheduler: str = "local", workers: int = 2, overwrite: bool = False,
+           blocks: range | None = None, progress: bool = True) -> bool:
+    """Prepare, run the missing blocks (only those in ``blocks`` if given) and stitch when all are done.
+
+    Returns True when the output is complete.
+    """
+    check_plan(plan, cfg)
+    todo = prepare_output(plan, overwrite)
+    if blocks is not None:
+        todo = [i for i in todo if i in blocks]
+    run_blocks(plan, todo, scheduler, workers, progress)
+    done = all(_marker(Path(plan.output), "blocks", i).is_file() for i in range(len(plan.boxes)))
+    if done and plan.instances:
+        stitch_output(plan, progress)
+    return done
