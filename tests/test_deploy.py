@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
-
 from conftest import BIN, TINY
+
 from emseg_plugins.cli.predict import build_plan, parse_blocks
 from emseg_plugins.config.loader import load_config
 from emseg_plugins.datasets.synthetic_em import make_em_volume

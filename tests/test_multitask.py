@@ -4,14 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import run_cli, tiny_args
+from test_loss_training import TINY
+
 from emseg_plugins.config.loader import load_config
 from emseg_plugins.errors import ConfigError
 from emseg_plugins.losses.multitask import LossTerm, build_terms, check_batch_keys, multitask_loss, parse_extra
 from emseg_plugins.postprocess.embedding_clusters import cluster_embedding, cluster_embedding_by_slice
-
-from test_loss_training import TINY
 
 
 def test_extra_terms_parse_with_default_weight_one():

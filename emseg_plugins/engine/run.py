@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from yacs.config import CfgNode as CN
@@ -79,13 +80,19 @@ def infer(cfg: CN, checkpoint: str | None = None) -> tuple[Path, Table | None]:
     model, _ = restore_model(path, ckpt, gpu=cfg.SYSTEM.NUM_GPUS > 0)
     metrics = SegmentationMetrics(cfg.DATASET.CLASSES, cfg.INFERENCE.THRESHOLD)
     out_dir = run_dir / cfg.INFERENCE.OUTPUT_NAME
+    labelled = 0
     for volume in volumes:
         outputs = predict_outputs(model, volume.image, cfg)
         probs = outputs["probabilities"]
         suffix = ".zarr" if cfg.INFERENCE.OUTPUT_FORMAT == "zarr" else ".h5"
         write_predictions(out_dir / f"{volume.name}{suffix}", probs, cfg.DATASET.CLASSES, cfg.INFERENCE.THRESHOLD,
                           instances=decode_instances(outputs, cfg))
-        metrics.update_probabilities(torch.from_numpy(probs)[None], torch.from_numpy(volume.labels).float()[None])
+        if not np.isnan(volume.labels).all():  # an unlabelled volume (all NaN) is predicted but not scored
+            metrics.update_probabilities(torch.from_numpy(probs)[None], torch.as_tensor(volume.labels, dtype=torch.float32)[None])
+            labelled += 1
+    if not labelled:
+        print(f"\npredictions: {out_dir}\n(no labels in the {cfg.INFERENCE.SPLIT!r} split: no metrics)\n")
+        return out_dir, None
     table = metrics.compute()
     write_metrics(out_dir, table, {"checkpoint": str(path), "split": cfg.INFERENCE.SPLIT})
     print(f"\n{cfg.INFERENCE.SPLIT} metrics (sliding window, {path.name}):\n{format_table(table)}\npredictions: {out_dir}\n")

@@ -21,9 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import zarr
@@ -66,7 +66,7 @@ class Plan:
         return json.dumps(data, indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "Plan":
+    def from_json(cls, text: str) -> Plan:
         data = json.loads(text)
         for key in ("shape", "block", "halo", "classes"):
             data[key] = tuple(data[key])

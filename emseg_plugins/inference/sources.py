@@ -8,7 +8,7 @@ CloudVolume (``precomputed://file:///data/em``, ``file:///data/em``, ``gs://buck
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

@@ -9,8 +9,9 @@ instance embedding). Each loss says which model output and batch key it consumes
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from yacs.config import CfgNode as CN

@@ -5,7 +5,7 @@ are uint32, 0 = background, numbered 1..N in scan order.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cc3d
 import fastremap

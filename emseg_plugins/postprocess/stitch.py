@@ -13,7 +13,7 @@ Only two face planes per block pair are read, so memory stays bounded by a few b
 from __future__ import annotations
 
 import itertools
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from scipy.sparse import coo_matrix
