@@ -21,5 +21,9 @@ class CheckpointError(EmsegError):
     """A checkpoint is unreadable, unsafe, or belongs to an incompatible config."""
 
 
+class TrainingError(EmsegError):
+    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
 class PluginWarning(UserWarning):
     """A plugin failed to load or is claimed twice; the others still work."""

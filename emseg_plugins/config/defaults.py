@@ -94,6 +94,7 @@ def _base_defaults() -> CN:
     C.SOLVER.SAMPLES_PER_BATCH = 8
     C.SOLVER.CLIP_GRADIENTS = 0.0  # max gradient norm; 0 = off
     C.SOLVER.PRECISION = "32"  # 32 | 16-mixed | bf16-mixed
+    C.SOLVER.NONFINITE = "stop"  # a NaN/inf training loss: stop (keeping the last good checkpoint) | skip the batch
 
     C.MONITOR = CN()
     C.MONITOR.LOG_EVERY_N_STEPS = 10
@@ -101,12 +102,15 @@ def _base_defaults() -> CN:
     C.MONITOR.CHECKPOINT_TOP_K = 2
     C.MONITOR.EARLY_STOP_PATIENCE = 0  # validations without improvement before stopping; 0 = off
     C.MONITOR.PROGRESS_BAR = True
+    C.MONITOR.IMAGES = 4  # TensorBoard: input | ground truth | prediction panels of this many validation slices (0 = off)
 
     C.INFERENCE = CN()
     C.INFERENCE.INPUT_SIZE = [1, 128, 128]  # sliding-window size (Z, Y, X)
     C.INFERENCE.OVERLAP = 0.25  # fraction of the window shared by neighbours
     C.INFERENCE.BLENDING = "gaussian"  # gaussian | constant
     C.INFERENCE.SAMPLES_PER_BATCH = 4  # windows per forward pass
+    C.INFERENCE.AUG_MODE = ""  # test-time augmentation: "" = off | "mean" = average over flips/transposes (inference/tta.py)
+    C.INFERENCE.AUG_NUM = 8  # TTA variants used: 4 = YX flips, 8 = + Y/X transposes (2D max), 16 = + Z flip (3D only)
     C.INFERENCE.THRESHOLD = 0.5
     C.INFERENCE.INSTANCE_CLASS = ""  # embedding models: cluster this class's mask into instances ("" = off)
     C.INFERENCE.EMBEDDING_BANDWIDTH = 0.5  # mean-shift bandwidth in embedding units (the loss's DELTA_V)

@@ -21,6 +21,7 @@ BASE_KEY = "_BASE_"
 # Keys whose values come from a fixed set: key -> allowed values.
 CHOICES: dict[str, tuple[Any, ...]] = {
     "DATASET.DIMS": (2, 3),
+    "SOLVER.NONFINITE": ("stop", "skip"),
     "SOLVER.NAME": ("AdamW", "Adam", "SGD"),
     "SOLVER.LR_SCHEDULER_NAME": ("cosine", "plateau", "constant"),
     "SOLVER.PRECISION": ("32", "16-mixed", "bf16-mixed"),

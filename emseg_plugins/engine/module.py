@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from yacs.config import CfgNode as CN
 
+from emseg_plugins.errors import TrainingError
 from emseg_plugins.evaluation.metrics import SegmentationMetrics, mean_over_classes
 from emseg_plugins.losses.multitask import build_terms, check_model_outputs, multitask_loss
 from emseg_plugins.registry import MODELS
@@ -42,6 +43,7 @@ class SegmentationModule(pl.LightningModule):
         self.extra_losses = torch.nn.ModuleList(t.fn for t in self.terms[1:] if isinstance(t.fn, torch.nn.Module))
         self.val_metrics = SegmentationMetrics(self.cfg.DATASET.CLASSES, self.cfg.INFERENCE.THRESHOLD)
         self.last_val_table: dict[str, dict[str, float]] | None = None
+        self.skipped_batches = 0  # batches with a non-finite loss skipped (SOLVER.NONFINITE skip)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """image (B, C, [Z,] Y, X) -> logits (B, K, [Z,] Y, X)."""
@@ -52,10 +54,24 @@ class SegmentationModule(pl.LightningModule):
         if hasattr(self.model, "update_prototypes"):
             self.model.update_prototypes(output["embedding"].detach(), batch["label"])
         loss, parts = multitask_loss(self.terms, output, batch, self.cfg.LOSS.AUX_WEIGHTS)
+        if not torch.isfinite(loss):
+            return self.nonfinite(loss, batch_idx)
         self.log("train/loss", loss, prog_bar=True)
         if len(parts) > 1:  # deep supervision or several losses: each part on its own
             self.log_dict({f"train/loss_{name}": value for name, value in parts.items()})
         return loss
+
+    def nonfinite(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """``SOLVER.NONFINITE``: skip the batch (no optimizer step), or stop with :class:`TrainingError`."""
+        if self.cfg.SOLVER.NONFINITE == "skip":
+            self.skipped_batches += 1
+            print(f"warning: non-finite training loss ({loss.item()}) at step {self.global_step}, batch {batch_idx}: batch skipped", flush=True)
+            return None
+        raise TrainingError(
+            f"non-finite training loss ({loss.item()}) at step {self.global_step}, batch {batch_idx}; the last good checkpoint "
+            f"({self.cfg.DATASET.OUTPUT_PATH}/checkpoints/last.ckpt) is kept: lower SOLVER.BASE_LR, set SOLVER.CLIP_GRADIENTS, "
+            "or set SOLVER.NONFINITE skip, then start again to resume"
+        )
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         output = self.model(batch["image"])

@@ -1,0 +1,64 @@
+"""A non-finite training loss stops the run (last good checkpoint kept) or skips the batch (SOLVER.NONFINITE)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import TINY
+from emseg_plugins.config.loader import load_config
+from emseg_plugins.engine.checkpoint import load_checkpoint
+from emseg_plugins.engine.module import SegmentationModule
+from emseg_plugins.engine.run import train
+from emseg_plugins.errors import TrainingError
+from emseg_plugins.losses.dice_bce import DiceBCELoss
+from emseg_plugins.registry import LOSSES
+
+BAD_FROM_CALL = 4  # the 4th training-mode call (step index 3) returns NaN, and every later one
+
+
+@LOSSES.register("nan_from_fourth_step_for_tests", source="tests")
+def build_nan_loss(cfg):
+    """dice_bce that turns NaN from the 4th training call on (validation calls are not counted)."""
+    base = DiceBCELoss()
+    calls = {"train": 0}
+
+    def loss(logits, label, valid_mask=None):
+        value = base(logits, label, valid_mask)
+        if logits.requires_grad:
+            calls["train"] += 1
+            if calls["train"] >= BAD_FROM_CALL:
+                return value * math.nan
+        return value
+
+    return loss
+
+
+def tiny_cfg(run_dir, *overrides):
+    return load_config(TINY, overrides=["DATASET.OUTPUT_PATH", str(run_dir), "LOSS.NAME", "nan_from_fourth_step_for_tests",
+                                        "SOLVER.ITERATION_TOTAL", "6", "SOLVER.ITERATION_VAL", "3", "MONITOR.IMAGES", "0", *overrides])
+
+
+def test_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    with pytest.raises(TrainingError, match=r"non-finite training loss \(nan\) at step 3, batch 3; the last good checkpoint .* is kept"):
+        train(tiny_cfg(tmp_path / "run"))
+    last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == 3  # written by the validation at step 3, before the bad batch
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_skip_mode_returns_no_loss_for_bad_batches_so_no_step_is_made(tmp_path):
+    module = SegmentationModule(tiny_cfg(tmp_path / "unused", "SOLVER.NONFINITE", "skip").dump())
+    batch = {"image": torch.rand(2, 1, 32, 32), "label": torch.zeros(2, 2, 32, 32)}
+    for index in range(BAD_FROM_CALL - 1):
+        assert torch.isfinite(module.training_step(batch, index))
+    assert module.training_step(batch, 3) is None  # Lightning makes no optimizer step for None
+    assert module.skipped_batches == 1
+
+
+def test_nan_in_the_input_is_caught_too(tmp_path):
+    module = SegmentationModule(load_config(TINY, overrides=["DATASET.OUTPUT_PATH", str(tmp_path)]).dump())
+    batch = {"image": torch.full((2, 1, 32, 32), math.nan), "label": torch.zeros(2, 2, 32, 32)}
+    with pytest.raises(TrainingError, match=r"non-finite training loss \(nan\) at step 0, batch 7"):
+        module.training_step(batch, 7)
