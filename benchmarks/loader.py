@@ -14,15 +14,20 @@ The two are timed one after the other, not concurrently (on a machine with few c
 for the same CPUs during real training). ``--quick``: 2D 128 x 128 and 3D 32 x 64 x 64, fewer batches.
 
 A source is a function ``(cfg, num_samples) -> torch Dataset`` yielding batch-schema samples
-(docs/schemas.md) for ``cfg.DATASET``'s patch size; add one to ``SOURCES`` (e.g. CellMap on a local zarr).
+(docs/schemas.md) for ``cfg.DATASET``'s patch size: ``memory`` (in-memory volume) and ``cellmap``
+(cellmap-data on a synthetic CellMap-layout zarr root written to a temporary directory).
 
     .venv/bin/python benchmarks/loader.py [--quick] [--workers 2] [--batches 20] [--steps 5] [--sources memory]
 """
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,8 +36,10 @@ from yacs.config import CfgNode as CN
 
 from emseg_plugins.config import load_config
 from emseg_plugins.datasets.patches import Volume, VolumeData
+from emseg_plugins.datasets.cellmap_synthetic import write_cellmap_root
 from emseg_plugins.datasets.synthetic_em import make_em_volume
 from emseg_plugins.engine.module import SegmentationModule, logits_of
+from emseg_plugins.registry import DATASETS
 
 FULL_AUGMENTATION = [x for name in ("ROTATE", "ELASTIC", "GAMMA", "NOISE", "BLUR", "MISSINGSECTION", "MISALIGNMENT", "MOTIONBLUR")
                      for x in (f"AUGMENTOR.{name}.P", "0.5")]
@@ -54,9 +61,24 @@ def memory_source(cfg: CN, num_samples: int) -> Dataset:
     return VolumeData(cfg, {"train": [volume]}).train_dataset(num_samples)
 
 
+def cellmap_source(cfg: CN, num_samples: int) -> Dataset:
+    """The ``cellmap`` plugin (cellmap-data) over a synthetic CellMap-layout zarr root on local disk."""
+    pz, py, px = cfg.DATASET.PATCH_SIZE
+    root = Path(tempfile.mkdtemp(prefix="emseg-loader-bench-")) / "cellmap"
+    atexit.register(shutil.rmtree, root.parent, True)
+    crop = (max(2, pz + pz % 2), py, px)
+    write_cellmap_root(root, shape=(crop[0] + 16, 2 * py, 2 * px), crop_size=crop, crops_per_dataset=2, n_datasets=1)
+    cellmap_cfg = cfg.clone()
+    cellmap_cfg.defrost()
+    cellmap_cfg.DATASET.NAME = "cellmap"
+    cellmap_cfg.DATASET.CELLMAP.DATA_ROOT = str(root)
+    cellmap_cfg.DATASET.CELLMAP.VAL_FRACTION = 0.5
+    return DATASETS.build("cellmap", cellmap_cfg).train_dataset(num_samples)
+
+
 SOURCES: dict[str, Callable[[CN, int], Dataset]] = {
     "memory": memory_source,
-    # "cellmap": cellmap_source,  # (cfg, num_samples) -> Dataset over a local zarr; another engineer's part
+    "cellmap": cellmap_source,
 }
 
 
