@@ -1,9 +1,13 @@
 """CPU cost of the model plugins: parameters, forward+backward time per sample, peak step memory.
 
-Models: Joe Net (``JoeNet()``, 2D only) and the MONAI plugins (``monai_basic_unet``, ``monai_unet``,
-``mednext``) with their config defaults, 2 classes, one image channel, batch 1, in 2D (1 x 256 x 256)
-and 3D (64 x 128 x 128); ``--quick``: 128 x 128 and 32 x 64 x 64. MedNeXt runs in training mode with
-deep supervision on (its default), so its four auxiliary heads are part of the cost.
+Models: Joe Net (``JoeNet()``, 2D only), the MONAI plugins (``monai_basic_unet``, ``monai_unet``,
+``mednext``) and the residual U-Nets of the EM mitochondria pipeline (``unetv3``, ``unetv3_ebd``,
+``unetv3_ebd2``: 3D only; ``unet2d_ebd``: 2D only), with their config defaults, 2 classes, one image
+channel, batch 1, at the pipeline's patch sizes: 2D 1 x 256 x 256 and 3D 64 x 128 x 128; ``--quick``:
+128 x 128 and 32 x 64 x 64. Every model runs in training mode: MedNeXt and unetv3/unetv3_ebd with
+their deep supervision on (their defaults), so the auxiliary heads are part of the cost; the
+embedding models' embedding head too; unetv3_ebd2 also updates its class prototypes from the step's
+embedding (as the engine does after each forward pass).
 
 Each model is measured in its own fresh Python process, on the CPU, with torch's default thread count (``--threads`` to change):
 
@@ -31,11 +35,15 @@ from pathlib import Path
 SIZES = {False: {2: (256, 256), 3: (64, 128, 128)}, True: {2: (128, 128), 3: (32, 64, 64)}}
 
 
+UNETV3_FAMILY = {"unetv3": 3, "unetv3_ebd": 3, "unetv3_ebd2": 3, "unet2d_ebd": 2}  # model -> its only DATASET.DIMS
+
+
 def cases(mednext_sizes: list[str]) -> list[dict]:
     out = [{"model": "joenet", "dims": 2}]
     for dims in (2, 3):
         out += [{"model": "monai_basic_unet", "dims": dims}, {"model": "monai_unet", "dims": dims}]
         out += [{"model": "mednext", "dims": dims, "size": s} for s in mednext_sizes]
+        out += [{"model": name, "dims": dims} for name, only in UNETV3_FAMILY.items() if only == dims]
     return out
 
 
@@ -62,8 +70,14 @@ def build(case: dict, spatial: tuple[int, ...]):
     cfg.DATASET.DIMS = case["dims"]
     cfg.DATASET.PATCH_SIZE = [1, *spatial] if case["dims"] == 2 else list(spatial)
     cfg.DATASET.CLASSES = ["nuc", "mito"]
+    cfg.INFERENCE.INPUT_SIZE = list(cfg.DATASET.PATCH_SIZE)
     if case["model"] == "mednext":
         cfg.MODEL.MEDNEXT.SIZE = case["size"]
+    if case["model"] in UNETV3_FAMILY:  # MODEL.FILTERS, MODEL.UNETV3 and MODEL.EMBEDDING at their defaults
+        from emseg_plugins.models import embedding, unetv3
+
+        module = unetv3 if case["model"] == "unetv3" else embedding
+        return getattr(module, f"build_{case['model']}")(cfg)
     return getattr(monai_nets, f"build_{case['model']}")(cfg)
 
 
@@ -77,14 +91,19 @@ def measure(case: dict, quick: bool, repeats: int, threads: int = 0) -> dict:
     spatial = SIZES[quick][case["dims"]]
     model = build(case, spatial).train()
     x = torch.rand(1, 1, *spatial)
+    target = (torch.rand(1, 2, *spatial) > 0.5).float()  # for unetv3_ebd2's prototype update
     params = sum(p.numel() for p in model.parameters())
 
     def step() -> float:
         model.zero_grad(set_to_none=True)
         start = time.perf_counter()
         out = model(x)
-        heads = [out["logits"], *out.get("aux", [])] if isinstance(out, dict) else [out]
+        heads = [out] if isinstance(out, torch.Tensor) else [out["logits"], *out.get("aux", [])]
+        if isinstance(out, dict) and "embedding" in out:
+            heads.append(out["embedding"])
         sum(h.square().mean() for h in heads).backward()
+        if hasattr(model, "update_prototypes"):
+            model.update_prototypes(out["embedding"].detach(), target)
         return time.perf_counter() - start
 
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS now
@@ -128,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     threads = "?"
     for case in selected:
         cmd = [sys.executable, __file__, "--case", json.dumps(case), "--repeats", str(repeats), "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if done.returncode:
             tail = (done.stderr.strip().splitlines() or ["?"])[-1]
             print(f"{label(case):<18}{case['dims']:>4}D  failed: {tail}")

@@ -108,3 +108,23 @@ def test_slice_wise_clustering_numbers_instances_uniquely_over_the_volume():
     found = cluster_embedding_by_slice(embedding, truth > 0, 0.5)
     assert all(same_partition(found[z], truth[z]) for z in range(3))
     assert len(np.unique(found[found > 0])) == 9  # 3 instances x 3 slices, no id reused
+
+
+def test_embedding_model_trains_two_losses_and_inference_writes_instances(tmp_path):
+    """unet2d_ebd + dice_bce + discriminative on synthetic mito ids; --inference clusters the mito embedding."""
+    import h5py
+
+    run_dir = tmp_path / "run"
+    overrides = ["MODEL.ARCHITECTURE", "unet2d_ebd", "MODEL.EMBEDDING.DIM", "4", "LOSS.EXTRA", "['discriminative:1.0']",
+                 "INFERENCE.INSTANCE_CLASS", "mito", "MONITOR.IMAGES", "0", "SOLVER.ITERATION_TOTAL", "4", "SOLVER.ITERATION_VAL", "4"]
+    trained = run_cli("pytc-train", *tiny_args(run_dir, *overrides))
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    # threshold 0: every voxel is mito foreground, so each slice's whole embedding is clustered
+    predicted = run_cli("pytc-train", *tiny_args(run_dir, *overrides, "INFERENCE.THRESHOLD", "0.0"), "--inference")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    with h5py.File(run_dir / "predictions" / "synthetic-val.h5") as f:
+        probabilities, masks, instances = f["probabilities"][...], f["masks"][...], f["instances"][...]
+    assert instances.dtype == np.uint32 and instances.shape == probabilities.shape[1:]
+    assert masks[1].all() and (instances > 0).all()
+    per_slice = [set(np.unique(plane)) for plane in instances]
+    assert all(per_slice) and sum(map(len, per_slice)) == len(set.union(*per_slice))  # slice-wise clusters, ids unique over the volume

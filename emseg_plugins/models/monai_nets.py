@@ -16,9 +16,7 @@ MedNeXt with ``MODEL.MEDNEXT.DEEP_SUPERVISION True`` is wrapped in :class:`DeepS
 - training mode: ``{"logits": (B, K, *S), "aux": [(B, K, *S/2), (B, K, *S/4), (B, K, *S/8), (B, K, *S/16)]}``
   (highest resolution first);
 - eval mode: the main logits tensor (B, K, *S) only. MONAI's MedNeXt skips its auxiliary heads
-  outside training; validation reads only the main logits, and sliding-window inference
-  (``engine.run.infer`` -> ``predict_volume``) applies the sigmoid to the bare network's output,
-  which must therefore be a tensor in eval mode.
+  outside training, so validation and sliding-window inference see just the main logits.
 
 So a wrapped model never returns a list or tuple; :func:`emseg_plugins.engine.module.logits_of`
 reads the main logits in both modes. Without deep supervision MedNeXt returns a tensor in both modes.
