@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/demo.yaml
 
-.PHONY: install demo test clean
+.PHONY: install demo test browser clean
 
 install: $(VENV)/.installed
 
@@ -19,8 +19,16 @@ $(VENV)/.installed: setup.py constraints.txt
 demo: install
 	$(BIN)/pytc-train --config-file $(CONFIG)
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q tests
+
+# The neuroglancer viewer test drives a real headless Chromium (Debian's `chromium`); where it cannot
+# be installed (no root, no apt) that one test says so and skips.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null) ; } || \
+	  echo "note: chromium not installed; the neuroglancer browser test will be skipped"
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info

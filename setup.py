@@ -95,6 +95,7 @@ setup(
         "connected-components-3d>=3.12",
         "fastremap>=1.14",
         "dask[distributed]>=2024.1",  # chunked deploy on a local or remote Dask cluster
+        "neuroglancer>=2.40",  # emseg view --neuroglancer
         # cellmap-data (s3fs/aiobotocore) and cloud-volume (boto3) both pin botocore; constraints.txt
         # fixes one compatible pair so the resolver never backtracks.
         "boto3>=1.34",

@@ -48,6 +48,9 @@ def build_trainer(cfg: CN, run_dir: str | Path) -> pl.Trainer:
     ]
     if m.EARLY_STOP_PATIENCE > 0:
         callbacks.append(EarlyStopping(monitor=m.CHECKPOINT_METRIC, mode="max", patience=m.EARLY_STOP_PATIENCE))
+    if m.IMAGES > 0:  # prediction panels in TensorBoard at every validation
+        from emseg_plugins.visualize.tensorboard_images import ValidationImages
+        callbacks.append(ValidationImages(m.IMAGES, list(cfg.DATASET.CLASSES), cfg.INFERENCE.THRESHOLD))
     if m.PROGRESS_BAR:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, m.LOG_EVERY_N_STEPS // 2)))
     on_gpu = cfg.SYSTEM.NUM_GPUS > 0

@@ -1,0 +1,1 @@
+"""Comparison runs over a config grid, and their reports (tables, CSV, plots)."""
