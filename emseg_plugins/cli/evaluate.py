@@ -57,12 +57,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--min-size {args.min_size} must be >= 0")
     if not Path(args.checkpoint).is_file():
         raise ConfigError(f"--checkpoint {args.checkpoint}: no such file; pass a .ckpt from a run's checkpoints/")
-    volumes = DATASETS.build(cfg.DATASET.NAME, cfg).volumes(args.split)
+    data = DATASETS.build(cfg.DATASET.NAME, cfg)
+    volumes = data.volumes(args.split)
     if all(np.isnan(v.labels.astype(np.float32)).all() for v in volumes):
         raise DataError(f"dataset {cfg.DATASET.NAME!r}: the {args.split!r} split has no labels to score; "
                         "predict it with `pytc-train --inference` instead")
 
-    out_dir, table = infer(cfg, args.checkpoint)
+    out_dir, table = infer(cfg, args.checkpoint, data)
     instances = instance_metrics(out_dir, volumes, cfg, instance_class, args.min_size)
     meta = {"checkpoint": str(args.checkpoint), "split": args.split, "dataset": cfg.DATASET.NAME}
     if instances:
@@ -112,7 +113,7 @@ def pool(scores: list[dict[str, float]]) -> dict[str, float]:
     predicted, true = sum(s["predicted"] for s in scores), sum(s["true"] for s in scores)
     pooled = {"predicted": predicted, "true": true}
     for t in THRESHOLDS:
-        matched = sum(round(s[f"precision@{t:g}"] * s["predicted"]) for s in scores)
+        matched = sum(s[f"matched@{t:g}"] for s in scores)
         precision = matched / predicted if predicted else float(not true)
         recall = matched / true if true else float(not predicted)
         pooled[f"precision@{t:g}"], pooled[f"recall@{t:g}"] = precision, recall

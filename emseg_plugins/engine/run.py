@@ -69,13 +69,16 @@ def train(cfg: CN, init_checkpoint: str | None = None) -> Table:
     return table
 
 
-def infer(cfg: CN, checkpoint: str | None = None) -> tuple[Path, Table | None]:
-    """Predict ``INFERENCE.SPLIT`` volumes with a checkpoint (default: the run's best, else last)."""
+def infer(cfg: CN, checkpoint: str | None = None, data=None) -> tuple[Path, Table | None]:
+    """Predict ``INFERENCE.SPLIT`` volumes with a checkpoint (default: the run's best, else last).
+
+    ``data``: the dataset plugin's object when the caller has built it already.
+    """
     run_dir = Path(cfg.DATASET.OUTPUT_PATH)
     path = Path(checkpoint) if checkpoint else best_checkpoint(run_dir)
     ckpt = load_checkpoint(path)
     check_compatible(ckpt, cfg, path)
-    data = DATASETS.build(cfg.DATASET.NAME, cfg)
+    data = data or DATASETS.build(cfg.DATASET.NAME, cfg)
     volumes = data.volumes(cfg.INFERENCE.SPLIT)
     model, _ = restore_model(path, ckpt, gpu=cfg.SYSTEM.NUM_GPUS > 0)
     metrics = SegmentationMetrics(cfg.DATASET.CLASSES, cfg.INFERENCE.THRESHOLD)

@@ -30,13 +30,15 @@ def iou_matrix(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def instance_scores(pred: np.ndarray, truth: np.ndarray, thresholds: Sequence[float] = (0.5, 0.75)) -> dict[str, float]:
-    """``precision@t``, ``recall@t``, ``f1@t`` for each threshold, plus ``dice`` and ``iou`` of the union."""
+    """``matched@t`` (true positives), ``precision@t``, ``recall@t``, ``f1@t`` per threshold, the counts
+    ``predicted`` and ``true``, and ``dice`` and ``iou`` of the union."""
     iou, p_ids, t_ids = iou_matrix(pred, truth)
     rows, cols = linear_sum_assignment(iou, maximize=True) if iou.size else (np.array([], int), np.array([], int))
     matched = iou[rows, cols]
     scores: dict[str, float] = {"predicted": float(len(p_ids)), "true": float(len(t_ids))}
     for t in thresholds:
         tp = float((matched >= t).sum())
+        scores[f"matched@{t:g}"] = tp
         precision = tp / len(p_ids) if len(p_ids) else float(not len(t_ids))
         recall = tp / len(t_ids) if len(t_ids) else float(not len(p_ids))
         scores[f"precision@{t:g}"], scores[f"recall@{t:g}"] = precision, recall
