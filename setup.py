@@ -69,7 +69,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["emseg_plugins", "emseg_plugins.*"]),
-    package_data={"emseg_plugins.datasets": ["cellmap_classes.csv"]},
+    package_data={"emseg_plugins.datasets": ["cellmap_classes.csv"], "emseg_plugins.scaffold": ["templates/*.tmpl"]},
     install_requires=[
         "torch>=2.2",
         "torchvision>=0.17",

@@ -10,19 +10,28 @@ as *broken*: a warning names it and its distribution, every other plugin still l
 it raises :class:`PluginError` with the original error. Two sources claiming one name make that
 name *conflicting*: a warning at discovery, an error naming both sources when selected.
 
-In-process code (notebooks, tests) may also use ``@MODELS.register("name")``.
+In-process code (notebooks, tests) may also use ``@MODELS.register("name")``. A *provider*
+(``Registry.add_provider``) contributes records computed at run time under a name prefix: the PyTC
+bridge (``emseg_plugins.pytc``) lists PyTorch Connectomics' own architectures and losses as
+``pytc.<name>`` when PyTC is installed. A registry may check what a builder returns
+(``check``): a model builder must return an ``nn.Module``, a dataset one an object with
+``train_dataset``/``val_dataset``; anything else is a :class:`PluginError` naming plugin and distribution.
 """
 from __future__ import annotations
 
 import difflib
+import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Callable
+from typing import Any
 
 from emseg_plugins.errors import PluginError, PluginWarning
 
 Builder = Callable[..., Any]
+Check = Callable[[Any], "str | None"]
+Provider = Callable[[], "list[PluginRecord]"]
 
 
 @dataclass
@@ -35,6 +44,16 @@ class PluginRecord:
     builder: Builder | None = None
     error: str | None = None
     rivals: list[str] = field(default_factory=list)  # other sources claiming the same name
+    version: str = ""  # the distribution's version ("" for in-process registrations)
+
+    @property
+    def doc(self) -> str:
+        """The first line of the builder's docstring, else of its module's ("" when neither has one)."""
+        if self.builder is None:
+            return ""
+        module = sys.modules.get(getattr(self.builder, "__module__", "") or "")
+        text = (self.builder.__doc__ or getattr(module, "__doc__", None) or "").strip()
+        return text.splitlines()[0].strip() if text else ""
 
     @property
     def status(self) -> str:
@@ -46,11 +65,14 @@ class PluginRecord:
 class Registry:
     """Names -> builders for one plugin kind (``model``, ``loss``, ...), fed by one entry-point group."""
 
-    def __init__(self, kind: str, group: str):
+    def __init__(self, kind: str, group: str, check: Check | None = None, expects: str = ""):
         self.kind = kind
         self.group = group
+        self.check = check  # check(obj) -> problem or None, applied to what build() returns
+        self.expects = expects  # what a builder must return, for error messages
         self._records: dict[str, PluginRecord] = {}
         self._discovered = False
+        self._providers: list[tuple[str, Provider]] = []  # (name prefix, provider) not yet loaded
 
     # -- registration ---------------------------------------------------------------------
     def register(self, name: str | None = None, *, source: str | None = None) -> Callable[[Builder], Builder]:
@@ -78,9 +100,31 @@ class Registry:
         for ep in sorted(entry_points(group=self.group), key=lambda e: (e.name, _dist_name(e))):
             self._add_entry_point(ep)
 
+    def add_provider(self, provider: Provider, prefix: str = "") -> None:
+        """Take extra records from ``provider()`` the first time a name starting with ``prefix`` is looked up
+        (or the registry is listed). Its records obey the same rules as entry points (conflicts, broken)."""
+        self._providers.append((prefix, provider))
+
+    def _load_providers(self, name: str | None = None) -> None:
+        """Run the pending providers whose prefix ``name`` starts with (all of them when ``name`` is None)."""
+        self.discover()
+        pending = [(p, f) for p, f in self._providers if name is None or name.startswith(p)]
+        for item in pending:
+            self._providers.remove(item)
+            prefix, provider = item
+            try:
+                records = list(provider())
+            except Exception as exc:  # noqa: BLE001  # a provider's failure must not hide the other plugins
+                warnings.warn(f"{self.kind} plugins under {prefix!r}* could not be listed ({type(exc).__name__}: {exc})",
+                              PluginWarning, stacklevel=3)
+                continue
+            for record in records:
+                self._add_record(record)
+
     def _add_entry_point(self, ep: EntryPoint) -> None:
         source = _dist_name(ep)
-        record = PluginRecord(ep.name, source, ep.value)
+        dist = getattr(ep, "dist", None)
+        record = PluginRecord(ep.name, source, ep.value, version=getattr(dist, "version", "") or "")
         try:
             record.builder = ep.load()
         except Exception as exc:  # any import-time failure of a third-party plugin
@@ -91,24 +135,32 @@ class Registry:
                 PluginWarning,
                 stacklevel=2,
             )
-        existing = self._records.get(ep.name)
+        self._add_record(record)
+
+    def _add_record(self, record: PluginRecord) -> None:
+        existing = self._records.get(record.name)
         if existing is None:
-            self._records[ep.name] = record
+            self._records[record.name] = record
         elif existing.target != record.target or existing.source != record.source:
             if existing.builder is not None and existing.builder is record.builder:
                 return  # same object reached twice (e.g. decorator + entry point)
             existing.rivals.append(f"{record.source} ({record.target})")
             warnings.warn(
-                f"{self.kind} {ep.name!r} is claimed by {existing.source} ({existing.target}) and by "
+                f"{self.kind} {record.name!r} is claimed by {existing.source} ({existing.target}) and by "
                 f"{record.source} ({record.target}); selecting it is an error until one is renamed",
                 PluginWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
 
     # -- lookup -----------------------------------------------------------------------------
     def get(self, name: str) -> Builder:
         """The builder registered under ``name``; :class:`PluginError` if unknown, broken or conflicting."""
-        self.discover()
+        record = self.record(name)
+        return record.builder  # type: ignore[return-value]  # record() refused the ones without
+
+    def record(self, name: str) -> PluginRecord:
+        """The usable record of ``name``; :class:`PluginError` if unknown, broken or conflicting."""
+        self._load_providers(name)
         record = self._records.get(name)
         if record is None:
             close = difflib.get_close_matches(name, list(self._records), n=1)
@@ -121,23 +173,29 @@ class Registry:
             raise PluginError(
                 f"{self.kind} {name!r} from distribution {record.source!r} failed to load: {record.error}"
             )
-        return record.builder
+        return record
 
     def build(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Look ``name`` up and call its builder."""
-        return self.get(name)(*args, **kwargs)
+        """Look ``name`` up, call its builder and check what it returned (``check``)."""
+        record = self.record(name)
+        obj = record.builder(*args, **kwargs)  # type: ignore[misc]
+        problem = self.check(obj) if self.check is not None else None
+        if problem:
+            raise PluginError(f"{self.kind} {name!r} from distribution {record.source!r} ({record.target}) {problem}; "
+                              f"its builder must return {self.expects}")
+        return obj
 
     def names(self) -> list[str]:
-        self.discover()
+        self._load_providers()
         return sorted(self._records)
 
     def records(self) -> list[PluginRecord]:
         """Every registered name with its source and status, sorted by name."""
-        self.discover()
+        self._load_providers()
         return [self._records[n] for n in sorted(self._records)]
 
     def __contains__(self, name: str) -> bool:
-        self.discover()
+        self._load_providers(name)
         return name in self._records
 
     def __repr__(self) -> str:
@@ -153,9 +211,43 @@ def _target_of(builder: Builder) -> str:
     return f"{builder.__module__}:{getattr(builder, '__qualname__', repr(builder))}"
 
 
-MODELS = Registry("model", "emseg_plugins.models")
-LOSSES = Registry("loss", "emseg_plugins.losses")
-DATASETS = Registry("dataset", "emseg_plugins.datasets")
+def _kind_of(obj: Any) -> str:
+    return "None" if obj is None else f"a {type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _check_model(obj: Any) -> str | None:
+    import torch  # here, so that listing plugins does not import torch
+
+    return None if isinstance(obj, torch.nn.Module) else f"returned {_kind_of(obj)}, not a torch.nn.Module"
+
+
+def _check_loss(obj: Any) -> str | None:
+    return None if callable(obj) else f"returned {_kind_of(obj)}, which is not callable"
+
+
+def _check_dataset(obj: Any) -> str | None:
+    missing = [m for m in ("train_dataset", "val_dataset") if not callable(getattr(obj, m, None))]
+    return f"returned {_kind_of(obj)} without {' and '.join(f'{m}()' for m in missing)}" if missing else None
+
+
+def _pytc_provider(kind: str) -> Provider:
+    """PyTorch Connectomics' own architectures/losses (and the ``pytc`` config node) when PyTC is installed."""
+
+    def provide() -> list[PluginRecord]:
+        from emseg_plugins.pytc import provided_records  # imports PyTC only when it is installed
+
+        return provided_records(kind)
+
+    return provide
+
+
+MODELS = Registry("model", "emseg_plugins.models", _check_model, "a torch.nn.Module returning logits (docs/schemas.md)")
+LOSSES = Registry("loss", "emseg_plugins.losses", _check_loss, "a callable loss(logits, label, valid_mask=None)")
+DATASETS = Registry("dataset", "emseg_plugins.datasets", _check_dataset,
+                    "an object with train_dataset(num_samples) and val_dataset() (and volumes(split) for inference)")
 CONFIGS = Registry("config", "emseg_plugins.configs")
+MODELS.add_provider(_pytc_provider("model"), prefix="pytc.")
+LOSSES.add_provider(_pytc_provider("loss"), prefix="pytc.")
+CONFIGS.add_provider(_pytc_provider("config"), prefix="pytc")
 
 REGISTRIES: dict[str, Registry] = {"models": MODELS, "losses": LOSSES, "datasets": DATASETS, "configs": CONFIGS}

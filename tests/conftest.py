@@ -30,7 +30,7 @@ def plugin_sites(tmp_path_factory) -> dict[str, Path]:
     """pip-install each plugin distribution into its own directory (put it on PYTHONPATH to use it)."""
     sites = {}
     for name, source in {
-        "example": ROOT / "examples" / "emseg-example-plugin",
+        "example": ROOT / "examples" / "emseg-plugin-example",
         "broken": ROOT / "tests" / "fixtures" / "broken-plugin",
         "rival": ROOT / "tests" / "fixtures" / "rival-plugin",
     }.items():

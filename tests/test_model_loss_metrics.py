@@ -115,3 +115,14 @@ def test_deep_supervision_weights_heads_against_resized_labels():
     assert set(only) == {"main"} and torch.isclose(plain, parts["main"])
     with pytest.raises(ConfigError, match="LOSS.AUX_WEIGHTS has 2 weights but the model has 1 auxiliary heads"):
         supervised_loss(loss_fn, {"logits": perfect_main, "aux": [wrong_aux]}, label, weights=[0.5, 0.25])
+
+
+def test_single_class_metrics_match_the_same_class_among_two():
+    """A one-class run (e.g. mito only) pools the same counts as that class's channel of a two-class run."""
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 2, 8, 8), (torch.rand(2, 2, 8, 8) > 0.7).float()
+    target[0, 1, :2] = float("nan")
+    both, single = SegmentationMetrics(["nuc", "mito"]), SegmentationMetrics(["mito"])
+    both.update(logits, target)
+    single.update(logits[:, 1:], target[:, 1:])
+    assert single.compute()["mito"] == pytest.approx(both.compute()["mito"])

@@ -44,9 +44,9 @@ def test_plugins_command_lists_third_party_broken_and_conflicting(plugin_sites):
     result = run_cli("emseg", "plugins", "--json", pythonpath=sites)
     assert result.returncode == 0, result.stderr
     listing = {group: {r["name"]: r for r in rows} for group, rows in json.loads(result.stdout).items()}
-    assert listing["models"]["tiny_unet"]["distribution"] == "emseg-example-plugin"
+    assert listing["models"]["tiny_unet"]["distribution"] == "emseg-plugin-example"
     assert listing["models"]["tiny_unet"]["status"] == "ok"
-    assert listing["configs"]["tiny_unet"]["distribution"] == "emseg-example-plugin"
+    assert listing["configs"]["tiny_unet"]["distribution"] == "emseg-plugin-example"
     assert listing["losses"]["soft_l1"]["status"] == "ok"
     broken = listing["models"]["broken_net"]
     assert broken["status"] == "broken" and "not installed" in broken["problem"]

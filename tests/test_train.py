@@ -106,15 +106,16 @@ def test_ddp_with_two_cpu_processes(tmp_path):
 
 def test_example_plugin_model_is_selected_from_yaml(plugin_sites, tmp_path):
     run_dir = tmp_path / "run"
-    config = ROOT / "examples" / "emseg-example-plugin" / "tiny.yaml"
+    config = ROOT / "examples" / "emseg-plugin-example" / "tiny.yaml"
     result = run_cli("pytc-train", "--config-file", str(config), "DATASET.OUTPUT_PATH", str(run_dir),
-                     "SOLVER.ITERATION_TOTAL", "2", "SOLVER.ITERATION_VAL", "2", "DATASET.SYNTHETIC.SHAPE", "[8, 64, 64]",
-                     "DATASET.SYNTHETIC.VAL_Z", "[6, 8]", "DATASET.PATCH_SIZE", "[1, 32, 32]", "MONITOR.PROGRESS_BAR", "False",
+                     "SOLVER.ITERATION_TOTAL", "2", "SOLVER.ITERATION_VAL", "2", "DATASET.BLOBS.SHAPE", "[8, 64, 64]",
+                     "DATASET.BLOBS.VAL_Z", "[6, 8]", "MONITOR.PROGRESS_BAR", "False",
                      pythonpath=[plugin_sites["example"]])
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert any(k.startswith("model.enc.") for k in ckpt["state_dict"])  # TinyUNet's layers
-    assert "ARCHITECTURE: tiny_unet" in (run_dir / "config.yaml").read_text()
+    resolved = (run_dir / "config.yaml").read_text()
+    assert "ARCHITECTURE: tiny_unet" in resolved and "NAME: blobs" in resolved and "NAME: soft_l1" in resolved
 
 
 def test_solver_options_accumulation_clipping_plateau_bf16_and_early_stop(tmp_path):

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.registry import CONFIGS
-
 
 def _base_defaults() -> CN:
     C = CN()
@@ -121,9 +119,12 @@ def _base_defaults() -> CN:
 
 
 def get_cfg_defaults() -> CN:
-    """A fresh, mutable default config with every installed config plugin's node added."""
+    """A fresh, mutable default config with every installed config plugin's node added.
+
+    :class:`PluginError` when a plugin's node changes or removes a key it does not own.
+    """
+    from emseg_plugins.plugin_kit import apply_config_nodes  # plugin_kit reads _base_defaults from here
+
     cfg = _base_defaults()
-    for record in CONFIGS.records():
-        if record.status == "ok":  # broken/conflicting ones were already warned about
-            record.builder(cfg)
+    apply_config_nodes(cfg)
     return cfg

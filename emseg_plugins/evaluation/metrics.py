@@ -1,13 +1,13 @@
 """Per-class voxel metrics (Dice, IoU, precision, recall, accuracy) pooled over a whole split.
 
-Counts come from torchmetrics' ``MultilabelStatScores`` (summed over every voxel seen, synchronised
+Counts come from torchmetrics' ``MultilabelStatScores`` (``BinaryStatScores`` for one class; summed over every voxel seen, synchronised
 across DDP processes); unannotated voxels (NaN target or zero valid-mask) are ignored.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torchmetrics.classification import MultilabelStatScores
+from torchmetrics.classification import BinaryStatScores, MultilabelStatScores
 
 from emseg_plugins.losses.masking import annotated
 
@@ -21,10 +21,9 @@ class SegmentationMetrics(nn.Module):
     def __init__(self, classes: list[str], threshold: float = 0.5):
         super().__init__()
         self.classes = list(classes)
-        self.stats = MultilabelStatScores(
-            num_labels=len(classes), threshold=threshold, average=None,
-            multidim_average="global", ignore_index=IGNORE,
-        )
+        common = {"threshold": threshold, "multidim_average": "global", "ignore_index": IGNORE}
+        self.stats = (MultilabelStatScores(num_labels=len(classes), average=None, **common) if len(classes) > 1
+                      else BinaryStatScores(**common))  # torchmetrics' multilabel needs at least 2 labels
 
     def update(self, logits: torch.Tensor, target: torch.Tensor, valid_mask: torch.Tensor | None = None) -> None:
         """logits and target (B, K, *spatial); target in {0, 1} or NaN."""
@@ -37,7 +36,7 @@ class SegmentationMetrics(nn.Module):
         self.stats.update(probs.float(), labels)
 
     def compute(self) -> dict[str, dict[str, float]]:
-        tp, fp, tn, fn, _ = self.stats.compute().double().unbind(-1)
+        tp, fp, tn, fn, _ = self.stats.compute().double().reshape(len(self.classes), 5).unbind(-1)
         values = {
             "dice": _ratio(2 * tp, 2 * tp + fp + fn),
             "iou": _ratio(tp, tp + fp + fn),

@@ -1,1 +1,0 @@
-"""Example emseg-plugins plugin package."""
