@@ -86,7 +86,9 @@ class Layer:
 
 
 def build_jarvis(cfg: CN) -> VolumeData:
-    """Check the config and every layer's metadata now; download each split's voxels on first use."""
+    """CloudVolume layers (image + class labels) in a bounding box at a MIP, as the Joe Net notes load them.
+
+    Check the config and every layer's metadata now; download each split's voxels on first use."""
     node = cfg.DATASET.JARVIS
     label_paths = check_config(cfg)
     image = open_layer("DATASET.JARVIS.IMAGE", node.IMAGE, node)

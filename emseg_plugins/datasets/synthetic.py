@@ -25,6 +25,7 @@ def add_synthetic_config(cfg: CN) -> None:
 
 
 def build_synthetic(cfg: CN) -> VolumeData:
+    """Procedural EM volume (nuc, mito, mito instance ids), split by a held-out Z range; no download."""
     node = cfg.DATASET.SYNTHETIC
     unknown = [c for c in cfg.DATASET.CLASSES if c not in CLASS_LAYERS]
     if unknown:

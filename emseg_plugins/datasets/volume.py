@@ -70,7 +70,9 @@ class Entry:
 
 
 def build_volume(cfg: CN) -> VolumeData:
-    """Check the config now; read each split's files when the split is first used."""
+    """Image + label volumes from HDF5, zarr, TIFF stacks or PNG slice directories (PyTC's classic input).
+
+    Check the config now; read each split's files when the split is first used."""
     node = cfg.DATASET.VOLUME
     classes = list(cfg.DATASET.CLASSES)
     mode = node.LABEL_MODE

@@ -37,5 +37,6 @@ def add_dice_bce_config(cfg: CN) -> None:
 
 
 def build_dice_bce(cfg: CN) -> DiceBCELoss:
+    """Soft Dice + BCE on sigmoid logits, ignoring unannotated voxels (the demo's loss)."""
     node = cfg.LOSS.DICE_BCE
     return DiceBCELoss(node.BCE_WEIGHT, node.DICE_WEIGHT, node.SMOOTH)

@@ -134,6 +134,7 @@ def add_discriminative_config(cfg: CN) -> None:
 
 
 def build_discriminative(cfg: CN) -> DiscriminativeLoss:
+    """De Brabandere et al. 2017 embedding loss: pull to instance means, push means apart."""
     node = cfg.LOSS.DISCRIMINATIVE
     require(node.DELTA_V >= 0, "LOSS.DISCRIMINATIVE.DELTA_V", node.DELTA_V, ">= 0")
     require(node.DELTA_D > 0, "LOSS.DISCRIMINATIVE.DELTA_D", node.DELTA_D, "> 0")

@@ -75,6 +75,7 @@ def add_masked_config(cfg: CN) -> None:
 
 
 def build_masked(cfg: CN) -> MaskedLoss:
+    """Any loss plugin (LOSS.MASKED.INNER) with NaN targets as 'not annotated': no loss, no gradient."""
     inner = cfg.LOSS.MASKED.INNER
     if inner == "masked" or _BUILDING.get():
         raise ConfigError(f"config: LOSS.MASKED.INNER = {inner!r} wraps masked in itself; name the loss to mask (e.g. 'dice_bce')")

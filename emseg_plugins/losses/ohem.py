@@ -85,6 +85,7 @@ def add_ohem_config(cfg: CN) -> None:
 
 
 def build_ohem(cfg: CN) -> OHEMLoss:
+    """Online hard example mining: BCE over the hardest voxels (a fraction or above a threshold)."""
     node = cfg.LOSS.OHEM
     require_choice("LOSS.OHEM.MODE", node.MODE, MODES)
     require(0 < node.KEEP_FRACTION <= 1, "LOSS.OHEM.KEEP_FRACTION", node.KEEP_FRACTION, "in (0, 1]")

@@ -100,6 +100,7 @@ def add_per_class_combo_config(cfg: CN) -> None:
 
 
 def build_per_class_combo(cfg: CN) -> PerClassComboLoss:
+    """Dice + BCE per class, weighted by class name (LOSS.PER_CLASS_COMBO.CLASS_WEIGHTS)."""
     node = cfg.LOSS.PER_CLASS_COMBO
     require(node.BCE_WEIGHT >= 0, "LOSS.PER_CLASS_COMBO.BCE_WEIGHT", node.BCE_WEIGHT, ">= 0")
     require(node.DICE_WEIGHT >= 0, "LOSS.PER_CLASS_COMBO.DICE_WEIGHT", node.DICE_WEIGHT, ">= 0")

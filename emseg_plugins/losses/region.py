@@ -196,6 +196,7 @@ def add_dice_config(cfg: CN) -> None:
 
 
 def build_dice(cfg: CN) -> DiceLoss:
+    """Soft Dice loss per class (MONAI DiceLoss), mean over classes."""
     node = cfg.LOSS.DICE
     require(node.SMOOTH > 0, "LOSS.DICE.SMOOTH", node.SMOOTH, "> 0")
     return DiceLoss(node.SMOOTH)
@@ -210,6 +211,7 @@ def add_tversky_config(cfg: CN) -> None:
 
 
 def build_tversky(cfg: CN) -> TverskyLoss:
+    """Tversky loss (MONAI TverskyLoss): ALPHA weighs false positives, BETA false negatives."""
     node = cfg.LOSS.TVERSKY
     require(node.ALPHA >= 0, "LOSS.TVERSKY.ALPHA", node.ALPHA, ">= 0")
     require(node.BETA >= 0, "LOSS.TVERSKY.BETA", node.BETA, ">= 0")
@@ -226,6 +228,7 @@ def add_focal_config(cfg: CN) -> None:
 
 
 def build_focal(cfg: CN) -> FocalLoss:
+    """Focal loss (MONAI FocalLoss) on sigmoid logits: GAMMA focuses on hard voxels."""
     node = cfg.LOSS.FOCAL
     require(node.GAMMA >= 0, "LOSS.FOCAL.GAMMA", node.GAMMA, ">= 0")
     return FocalLoss(node.GAMMA, _alpha_or_none(node.ALPHA, "LOSS.FOCAL.ALPHA"))
@@ -242,6 +245,7 @@ def add_combo_config(cfg: CN) -> None:
 
 
 def build_combo(cfg: CN) -> ComboLoss:
+    """Combo loss: Dice + focal, weighted."""
     node = cfg.LOSS.COMBO
     require(node.DICE_WEIGHT >= 0, "LOSS.COMBO.DICE_WEIGHT", node.DICE_WEIGHT, ">= 0")
     require(node.FOCAL_WEIGHT >= 0, "LOSS.COMBO.FOCAL_WEIGHT", node.FOCAL_WEIGHT, ">= 0")
