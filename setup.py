@@ -57,6 +57,7 @@ ENTRY_POINTS = {
         "volume = emseg_plugins.datasets.volume:add_volume_config",
         "jarvis = emseg_plugins.datasets.jarvis:add_jarvis_config",
         "cellmap = emseg_plugins.datasets.cellmap:add_cellmap_config",
+        "cellmap_challenge = emseg_plugins.challenge.config:add_challenge_config",
     ],
 }
 
@@ -69,7 +70,11 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["emseg_plugins", "emseg_plugins.*"]),
-    package_data={"emseg_plugins.datasets": ["cellmap_classes.csv"], "emseg_plugins.scaffold": ["templates/*.tmpl"]},
+    package_data={
+        "emseg_plugins.datasets": ["cellmap_classes.csv"],
+        "emseg_plugins.challenge": ["test_crop_manifest.csv", "tested_classes.csv"],
+        "emseg_plugins.scaffold": ["templates/*.tmpl"],
+    },
     install_requires=[
         "torch>=2.2",
         "torchvision>=0.17",

@@ -63,7 +63,9 @@ def add_cellmap_config(cfg: CN) -> None:
 
 
 def build_cellmap(cfg: CN) -> CellMapData:
-    """Find the crops, open them with cellmap-data; write ``DATASPLIT`` (if set) only once all checks passed."""
+    """CellMap challenge crops (OME-NGFF zarr) read by cellmap-data; composite classes, NaN where unannotated.
+
+    Find the crops, open them with cellmap-data; write ``DATASPLIT`` (if set) only once all checks passed."""
     node = cfg.DATASET.CELLMAP
     _check_config(cfg)
     csv_path = Path(node.DATASPLIT) if node.DATASPLIT else None
@@ -72,6 +74,11 @@ def build_cellmap(cfg: CN) -> CellMapData:
         _check_classes_listed(entries, cfg.DATASET.CLASSES, csv_path)
         return CellMapData(cfg, entries)
     voxel_size, tolerance = [float(v) for v in node.VOXEL_SIZE], float(node.VOXEL_TOLERANCE)
+    if not Path(node.DATA_ROOT).is_dir():
+        raise DataError(f"DATASET.CELLMAP.DATA_ROOT {node.DATA_ROOT!r}: directory not found ({Path(node.DATA_ROOT).absolute()}); "
+                        f"download the challenge data there with `csc fetch-data --crops all --dest {node.DATA_ROOT}` (pip install "
+                        "cellmap-segmentation-challenge), or write the offline stand-in with "
+                        f"`python -m emseg_plugins.datasets.cellmap_synthetic {node.DATA_ROOT}`")
     crops = scan_root(node.DATA_ROOT, node.RAW_NAME, list(node.DATASETS), [str(c) for c in node.CROPS])
     kept = select_crops(crops, cfg.DATASET.CLASSES, voxel_size, tolerance, node.FORCE_ALL_CLASSES)
     usage = split_crops(kept, node.VAL_FRACTION, cfg.SYSTEM.SEED)
