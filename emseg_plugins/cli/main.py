@@ -13,6 +13,15 @@ SUBCOMMANDS = {
     "plugins": ("emseg_plugins.cli.plugins", "list installed models, losses, datasets and config nodes"),
     "config": ("emseg_plugins.cli.config", "show the resolved config or every valid key"),
     "predict": ("emseg_plugins.cli.predict", "predict a volume of any size in blocks (resumable, Dask)"),
+    "cellmap": ("emseg_plugins.cli.cellmap", "CellMap challenge: predict test crops, package submission.zarr, score it"),
+    "pytc": ("emseg_plugins.cli.pytc", "run PyTorch Connectomics' trainer with these plugins: emseg pytc -- ARGS"),
+    "new-plugin": ("emseg_plugins.cli.new_plugin", "scaffold a plugin package (model, loss, dataset, config node, test)"),
+    "compare": ("emseg_plugins.cli.compare", "train a grid of configs and write a comparison report with plots"),
+    "evaluate": ("emseg_plugins.cli.evaluate", "metrics of a checkpoint on a split (per class, instances; JSON, CSV)"),
+    "view": ("emseg_plugins.cli.view", "pictures of slices with labels and predictions, or a neuroglancer viewer"),
+    "instances": ("emseg_plugins.cli.instances", "label instances of a prediction (connected components or watershed)"),
+    "resample": ("emseg_plugins.cli.resample", "up/downsample label or probability volumes (factors or voxel size)"),
+    "slurm": ("emseg_plugins.cli.slurm", "write SLURM job-array scripts running emseg predict over block ranges"),
 }
 
 

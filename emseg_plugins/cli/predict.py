@@ -7,9 +7,12 @@ Examples:
   emseg predict ... --scheduler dask --workers 4            # a local Dask cluster of 4 processes
   emseg predict ... --scheduler tcp://head-node:8786        # a running Dask scheduler
   emseg predict ... --blocks 0:100                          # only blocks 0-99 (one SLURM array task)
+  emseg predict ... --dtype float16 --masks                 # float16 probabilities and thresholded masks
+  emseg predict ... INFERENCE.AUG_MODE mean INFERENCE.AUG_NUM 8   # test-time augmentation (flips, transposes)
 
 Inputs: .h5/.zarr (with :dataset), .tif stacks, PNG slice directories, precomputed layers
-(file://, gs://, s3://). The output zarr holds `probabilities` (uint8, K x Z x Y x X, 255 = 1.0)
+(file://, gs://, s3://). The output zarr holds `probabilities` (K x Z x Y x X; uint8 with 255 = 1.0,
+or float16 with --dtype float16), with --masks also `masks` (uint8, 1 where p >= INFERENCE.THRESHOLD)
 and with --instances also `instances` (uint64, ids consistent across blocks). Run the same command
 again after a crash: finished blocks are kept, the rest is done. The sliding window inside each
 block follows the config's INFERENCE node (INPUT_SIZE, OVERLAP, BLENDING, SAMPLES_PER_BATCH).
@@ -31,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="context read around each block (default: a quarter window; 2.5D neighbours in Z for 2D models)")
     parser.add_argument("--instances", choices=["cc", "watershed"],
                         help="also label instances of INFERENCE.INSTANCE_CLASS (default: first class), stitched across blocks")
+    parser.add_argument("--dtype", choices=["uint8", "float16"], default="uint8",
+                        help="probabilities as uint8 (round(255 p), default) or float16 (p, twice the bytes)")
+    parser.add_argument("--masks", action="store_true", help="also write `masks`: uint8, 1 where p >= INFERENCE.THRESHOLD")
     parser.add_argument("--min-size", type=int, default=0, metavar="VOXELS", help="drop smaller instances (per block)")
     parser.add_argument("--scheduler", default="local", metavar="local|dask|tcp://HOST:PORT",
                         help="where blocks run: this process (default), a local Dask cluster, or a Dask scheduler")
@@ -73,6 +79,7 @@ def build_plan(args: argparse.Namespace):
         input=args.input, output=args.output, checkpoint=str(args.checkpoint), checkpoint_sha256=sha256_of(args.checkpoint),
         cfg_yaml=cfg.dump(), shape=shape, block=block, halo=tuple(args.halo) if args.halo else default_halo(cfg),
         classes=tuple(cfg.DATASET.CLASSES), instances=args.instances or "", min_size=args.min_size,
+        dtype=args.dtype, masks=args.masks,
     )
     return plan, cfg
 

@@ -10,7 +10,9 @@ the same as an uninterrupted run's. Peak memory is that of one block with its ha
 
 Output store (``--output x.zarr``):
 
-    probabilities     uint8 (K, Z, Y, X), round(255 p), chunks (1, *block); attribute ``classes``
+    probabilities     uint8 (K, Z, Y, X), round(255 p) (default), or float16 p with --dtype float16;
+                      chunks (1, *block); attribute ``classes``
+    masks             uint8 (K, Z, Y, X), 1 where p >= INFERENCE.THRESHOLD (with --masks)
     instances_local   uint32 (Z, Y, X), per-block instance ids (with --instances)
     instances         uint64 (Z, Y, X), ids stitched across blocks (with --instances)
     deploy.json       the plan (input, weights, block, halo, config); a restart must agree with it
@@ -33,12 +35,14 @@ from yacs.config import CfgNode as CN
 from emseg_plugins.errors import ConfigError, DataError
 from emseg_plugins.inference.sliding_window import predict_outputs
 from emseg_plugins.inference.sources import open_source
+from emseg_plugins.inference.tta import check_tta
 from emseg_plugins.postprocess.instances import connected_instances, watershed_instances
 from emseg_plugins.postprocess.stitch import Box, apply_lookup, block_grid, block_offsets, stitch_lookup
 from emseg_plugins.utils.atomic import atomic_write_text
 
 PLAN_FILE = "deploy.json"
 INSTANCE_METHODS = ("", "cc", "watershed")
+PROBABILITY_DTYPES = ("uint8", "float16")  # uint8: round(255 p), 1 byte/voxel; float16: p itself, 2 bytes/voxel
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class Plan:
     classes: tuple[str, ...]
     instances: str = ""  # "" | "cc" | "watershed", on the channel of INFERENCE.INSTANCE_CLASS (else the first)
     min_size: int = 0  # voxels; smaller instances are dropped
+    dtype: str = "uint8"  # probabilities as "uint8" (round(255 p)) or "float16" (p)
+    masks: bool = False  # also write ``masks`` (uint8, p >= INFERENCE.THRESHOLD)
     boxes: tuple[Box, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -98,6 +104,9 @@ def check_plan(plan: Plan, cfg: CN) -> None:
                           f"but {plan.input} is a single-channel volume")
     if plan.instances not in INSTANCE_METHODS:
         raise ConfigError(f"--instances {plan.instances!r} must be one of cc, watershed")
+    if plan.dtype not in PROBABILITY_DTYPES:
+        raise ConfigError(f"--dtype {plan.dtype!r} must be one of {', '.join(PROBABILITY_DTYPES)}")
+    check_tta(cfg)
 
 
 def prepare_output(plan: Plan, overwrite: bool) -> list[int]:
@@ -108,7 +117,8 @@ def prepare_output(plan: Plan, overwrite: bool) -> list[int]:
         raise DataError(f"{out}: exists and is not an emseg deploy output; choose another --output (it is never deleted)")
     if plan_file.is_file():
         previous = Plan.from_json(plan_file.read_text())
-        changed = [k for k in ("input", "checkpoint_sha256", "shape", "block", "halo", "classes", "instances", "min_size", "cfg_yaml")
+        changed = [k for k in ("input", "checkpoint_sha256", "shape", "block", "halo", "classes", "instances", "min_size",
+                                                                "dtype", "masks", "cfg_yaml")
                    if getattr(previous, k) != getattr(plan, k)]
         if changed and not overwrite:
             key = changed[0]
@@ -119,8 +129,11 @@ def prepare_output(plan: Plan, overwrite: bool) -> list[int]:
     if not plan_file.is_file():
         root = zarr.open_group(str(out), mode="w")
         k = len(plan.classes)
-        probs = root.create_dataset("probabilities", shape=(k, *plan.shape), chunks=(1, *plan.block), dtype="u1", fill_value=0)
+        probs = root.create_dataset("probabilities", shape=(k, *plan.shape), chunks=(1, *plan.block), dtype=plan.dtype, fill_value=0)
         probs.attrs["classes"] = list(plan.classes)
+        if plan.masks:
+            masks = root.create_dataset("masks", shape=(k, *plan.shape), chunks=(1, *plan.block), dtype="u1", fill_value=0)
+            masks.attrs["classes"] = list(plan.classes)
         if plan.instances:
             root.create_dataset("instances_local", shape=plan.shape, chunks=plan.block, dtype="u4", fill_value=0)
             root.create_dataset("instances", shape=plan.shape, chunks=plan.block, dtype="u8", fill_value=0)
@@ -140,11 +153,12 @@ def _marker(out: Path, kind: str, index: int) -> Path:
 _MODELS: dict[str, object] = {}  # per process: checkpoint sha -> model, loaded once per worker
 
 
-def _model_for(plan: Plan):
+def _model_for(plan: Plan, gpu: bool = False):
+    """The plan's model, on a GPU when ``gpu`` (SYSTEM.NUM_GPUS > 0) and one is visible, else on the CPU."""
     if plan.checkpoint_sha256 not in _MODELS:
         from emseg_plugins.engine.run import restore_model  # the engine pulls in Lightning; only workers need it
 
-        _MODELS[plan.checkpoint_sha256] = restore_model(plan.checkpoint)[0]
+        _MODELS[plan.checkpoint_sha256] = restore_model(plan.checkpoint, gpu=gpu)[0]
     return _MODELS[plan.checkpoint_sha256]
 
 
@@ -163,9 +177,11 @@ def predict_block(plan_json: str, index: int) -> int:
     outer, inner = with_halo(box, plan.halo, plan.shape)
     with open_source(plan.input) as source:
         image = np.asarray(source[outer])
-    probs = predict_outputs(_model_for(plan), image, cfg, progress=False)["probabilities"][(slice(None), *inner)]
+    probs = predict_outputs(_model_for(plan, cfg.SYSTEM.NUM_GPUS > 0), image, cfg, progress=False)["probabilities"][(slice(None), *inner)]
     root = zarr.open_group(plan.output, mode="r+")
-    root["probabilities"][(slice(None), *box)] = np.round(probs * 255).astype(np.uint8)
+    root["probabilities"][(slice(None), *box)] = np.round(probs * 255).astype(np.uint8) if plan.dtype == "uint8" else probs.astype(np.float16)
+    if plan.masks:
+        root["masks"][(slice(None), *box)] = (probs >= cfg.INFERENCE.THRESHOLD).astype(np.uint8)
     count = 0
     if plan.instances:
         channel = list(plan.classes).index(cfg.INFERENCE.INSTANCE_CLASS) if cfg.INFERENCE.INSTANCE_CLASS else 0

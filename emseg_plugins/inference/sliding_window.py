@@ -12,6 +12,8 @@ from monai.inferers import SlidingWindowInferer
 from tqdm import tqdm
 from yacs.config import CfgNode as CN
 
+from emseg_plugins.inference.tta import tta_variants, with_tta
+
 
 def make_inferer(cfg: CN) -> SlidingWindowInferer:
     i = cfg.INFERENCE
@@ -26,8 +28,13 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, cfg: CN, progress:
 
 @torch.no_grad()
 def predict_outputs(model: torch.nn.Module, image: np.ndarray, cfg: CN, progress: bool = True) -> dict[str, np.ndarray]:
-    """image (Z, Y, X) -> ``{"probabilities": (K, Z, Y, X)[, "embedding": (E, Z, Y, X)]}`` float32."""
+    """image (Z, Y, X) -> ``{"probabilities": (K, Z, Y, X)[, "embedding": (E, Z, Y, X)]}`` float32.
+
+    With INFERENCE.AUG_MODE "mean" each window is predicted under INFERENCE.AUG_NUM flips/transposes,
+    un-transformed and averaged (``inference.tta``) before the windows are blended.
+    """
     model.eval()
+    chosen = tta_variants(cfg)  # checked before any work
     device = next(model.parameters()).device
     inferer = make_inferer(cfg)
     volume = torch.from_numpy(np.ascontiguousarray(image)).float()
@@ -38,6 +45,8 @@ def predict_outputs(model: torch.nn.Module, image: np.ndarray, cfg: CN, progress
         out = model(x)
         out = out if isinstance(out, dict) else {"logits": out}
         return {key: value for key, value in out.items() if key in ("logits", "embedding")}
+
+    network = with_tta(network, chosen)
 
     def finish(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         named = {"probabilities": torch.sigmoid(out["logits"]), "embedding": out.get("embedding")}
