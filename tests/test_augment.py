@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, run_cli, tiny_args
+from conftest import TINY, run_main, tiny_args
 from scipy import ndimage as ndi
 from torch.utils.data import DataLoader
 
@@ -227,7 +227,7 @@ def test_bad_augmentor_and_sampler_values_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="DATASET.SAMPLER = 'balanced' is not one of"):
         RandomPatches([rare_class_volume()], PatchSpec((1, 16, 16), 2, 1), 4, 0, None, sampler="balanced")
     run_dir = tmp_path / "run"
-    result = run_cli("pytc-train", *tiny_args(run_dir, "AUGMENTOR.ROTATE.P", "1.5"))
+    result = run_main("pytc-train", *tiny_args(run_dir, "AUGMENTOR.ROTATE.P", "1.5"))
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and lines == ["error: config: AUGMENTOR.ROTATE.P = 1.5 must be a probability in [0, 1]"], result.stderr
     assert "Traceback" not in result.stderr and not run_dir.exists()

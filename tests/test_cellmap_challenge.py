@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_main
 
 from emseg_plugins.challenge.evaluate import (
     combine_scores,
@@ -299,12 +299,12 @@ def one_error_line(result) -> str:
 
 
 def test_cli_refuses_evil_zip_and_bad_manifest(world, tmp_path):
-    line = one_error_line(run_cli("emseg", "cellmap", "evaluate", "--submission", str(evil_zip(tmp_path / "evil.zip")),
+    line = one_error_line(run_main("emseg", "cellmap", "evaluate", "--submission", str(evil_zip(tmp_path / "evil.zip")),
                                   "--truth", str(world["truth"]), "--manifest", str(world["manifest"]), "--json", str(tmp_path / "s.json")))
     assert "would extract outside the target directory" in line and not (tmp_path / "s.json").exists()
     bad = tmp_path / "bad.csv"
     bad.write_text(world["manifest"].read_text() + "9,ds,mito,[1;1;1],[0;0],[4;4;4]\n")
-    line = one_error_line(run_cli("emseg", "cellmap", "submit", "--validate", str(world["zip"]), "--manifest", str(bad)))
+    line = one_error_line(run_main("emseg", "cellmap", "submit", "--validate", str(world["zip"]), "--manifest", str(bad)))
     assert "bad.csv line 12: cannot parse row '9,ds,mito" in line
 
 
@@ -312,9 +312,9 @@ def test_cli_validate_and_evaluate(world, tmp_path):
     broken = tmp_path / "broken.zarr"
     zarr.convenience.copy_store(zarr.DirectoryStore(str(world["base"] / "submission.zarr")), zarr.DirectoryStore(str(broken)))
     zarr.open_group(str(broken), mode="a")["crop4"]["mito"].attrs.__delitem__("voxel_size")
-    line = one_error_line(run_cli("emseg", "cellmap", "submit", "--validate", str(broken), "--manifest", str(world["manifest"])))
+    line = one_error_line(run_main("emseg", "cellmap", "submit", "--validate", str(broken), "--manifest", str(world["manifest"])))
     assert "crop4/mito: field attrs.voxel_size is missing" in line
-    ok = run_cli("emseg", "cellmap", "evaluate", "--submission", str(world["zip"]), "--truth", str(world["truth"]),
+    ok = run_main("emseg", "cellmap", "evaluate", "--submission", str(world["zip"]), "--truth", str(world["truth"]),
                  "--manifest", str(world["manifest"]), "--json", str(tmp_path / "scores.json"), "--no-progress")
     assert ok.returncode == 0, ok.stderr
     scores = json.loads((tmp_path / "scores.json").read_text())

@@ -1,4 +1,8 @@
-"""Bad input through the real console scripts: exit status 2, one error line, nothing written."""
+"""Bad input through the console scripts: exit status 2, one error line, nothing written.
+
+Most cases call the scripts' ``main`` in-process (``run_main``); the missing-config and ``--debug``
+cases start the real installed scripts, which shows both paths behave alike.
+"""
 from __future__ import annotations
 
 import collections
@@ -7,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY, run_cli, tiny_args
+from conftest import TINY, run_cli, run_main, tiny_args
 from emseg_plugins.config import load_config
 
 
@@ -49,7 +53,7 @@ class CodeCarrier:  # pickled by reference: loading it would import and run code
     ],
 )
 def test_bad_overrides(tmp_path, overrides, fragments):
-    result = run_cli("pytc-train", *tiny_args(tmp_path / "run", *overrides))
+    result = run_main("pytc-train", *tiny_args(tmp_path / "run", *overrides))
     assert_one_error(result, *fragments)
     assert not (tmp_path / "run").exists()
 
@@ -65,7 +69,7 @@ def test_run_dir_with_checkpoint_of_incompatible_config_is_left_alone(tmp_path):
     fake_checkpoint(run_dir / "checkpoints" / "last.ckpt", other)
     (run_dir / "config.yaml").write_text(other)
     before = snapshot(run_dir)
-    result = run_cli("pytc-train", *tiny_args(run_dir))
+    result = run_main("pytc-train", *tiny_args(run_dir))
     assert_one_error(result, "last.ckpt: checkpoint was trained with MODEL.FILTERS = [8, 16] but the config has [4, 8]")
     assert snapshot(run_dir) == before
 
@@ -89,7 +93,7 @@ def test_bad_checkpoint_files(tmp_path, kind):
         fragment = "refused: the checkpoint carries pickled code"
     run_dir = tmp_path / "run"
     for mode in ([], ["--inference"]):
-        result = run_cli("pytc-train", *mode, "--checkpoint", str(path), *tiny_args(run_dir))
+        result = run_main("pytc-train", *mode, "--checkpoint", str(path), *tiny_args(run_dir))
         assert_one_error(result, str(path), fragment)
         assert not run_dir.exists()
 
@@ -100,6 +104,6 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_inference_without_any_checkpoint(tmp_path):
-    result = run_cli("pytc-train", "--inference", *tiny_args(tmp_path / "run"))
+    result = run_main("pytc-train", "--inference", *tiny_args(tmp_path / "run"))
     assert_one_error(result, "the run has no checkpoints yet; train it first or pass --checkpoint")
     assert not (tmp_path / "run").exists()

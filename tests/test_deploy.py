@@ -97,8 +97,8 @@ def test_killed_deploy_resumes_to_the_same_bytes(setup, tmp_path):
     process.wait()
     done_before = len(list((target / "blocks").glob("*.json")))
     assert 3 <= done_before < 45, done_before  # killed part-way (45 blocks in all)
-    result = run_predict(args_for(setup, target, "--block", "2", "32", "32", "--instances", "cc"))
-    assert result.returncode == 0, result.stderr
+    plan, cfg = build_plan(namespace(args_for(setup, target, "--block", "2", "32", "32", "--instances", "cc")))
+    assert deploy(plan, cfg, progress=False)  # the restart, here in-process: the same code path as the CLI's
     a, b = read_store(reference), read_store(target)
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
@@ -117,9 +117,9 @@ def test_a_half_written_block_without_marker_is_redone(setup, tmp_path):
 
 def test_dask_local_cluster_gives_the_local_result(setup, tmp_path):
     local, distributed = tmp_path / "local.zarr", tmp_path / "dask.zarr"
-    assert run_predict(args_for(setup, local, "--block", "5", "48", "40")).returncode == 0
-    result = run_predict(args_for(setup, distributed, "--block", "5", "48", "40", "--scheduler", "dask", "--workers", "2"))
-    assert result.returncode == 0, result.stderr[-2000:]
+    for out, scheduler in ((local, "local"), (distributed, "dask")):  # dask: a real LocalCluster of 2 worker processes
+        plan, cfg = build_plan(namespace(args_for(setup, out, "--block", "5", "48", "40")))
+        assert deploy(plan, cfg, scheduler=scheduler, workers=2, progress=False)
     a, b = read_store(local)["probabilities"], read_store(distributed)["probabilities"]
     assert np.abs(a.astype(int) - b).max() <= 1  # other processes may order float sums differently
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from conftest import TINY, run_cli
+from conftest import TINY, run_cli, run_main
 
 from emseg_plugins.config.loader import load_config
 from emseg_plugins.datasets.volume_io import read_volume, write_volume
@@ -146,13 +146,13 @@ def prediction(tmp_path):
 
 def test_instances_cli_watershed_by_class_name_and_cc_by_index(prediction, tmp_path):
     store, probs = prediction
-    result = run_cli("emseg", "instances", "--input", f"{store}:probabilities", "--channel", "mito", "--method", "watershed",
+    result = run_main("emseg", "instances", "--input", f"{store}:probabilities", "--channel", "mito", "--method", "watershed",
                      "--seed-distance", "5", "--output", str(tmp_path / "out.h5"))
     assert result.returncode == 0, result.stderr
     ids = read_volume(tmp_path / "out.h5:instances")
     assert ids.dtype == np.uint32 and ids.max() == 2
     assert np.array_equal(ids, watershed_instances(probs[1] / 255.0, 0.5, seed_distance=5))
-    result = run_cli("emseg", "instances", "--input", f"{store}:probabilities", "--channel", "1", "--method", "cc",
+    result = run_main("emseg", "instances", "--input", f"{store}:probabilities", "--channel", "1", "--method", "cc",
                      "--output", f"{store}:mito_ids")
     assert result.returncode == 0, result.stderr
     root = zarr.open_group(str(store), mode="r")
@@ -162,12 +162,12 @@ def test_instances_cli_watershed_by_class_name_and_cc_by_index(prediction, tmp_p
 def test_instances_cli_errors_are_one_line_and_write_nothing(prediction, tmp_path):
     store, _ = prediction
     out = tmp_path / "new" / "out.h5"
-    result = run_cli("emseg", "instances", "--input", f"{store}:probabilities", "--channel", "er", "--output", str(out))
+    result = run_main("emseg", "instances", "--input", f"{store}:probabilities", "--channel", "er", "--output", str(out))
     expected = f"error: --channel 'er' is not a class name or an index below 2 of {store}:probabilities (classes: nuc, mito)"
     assert result.returncode == 2 and error_lines(result) == [expected], result.stderr
     assert "Traceback" not in result.stderr and not out.parent.exists()
     write_volume(tmp_path / "taken.h5:instances", np.ones((2, 2, 2), np.uint32))
-    result = run_cli("emseg", "instances", "--input", f"{store}:probabilities", "--channel", "mito", "--output", str(tmp_path / "taken.h5"))
+    result = run_main("emseg", "instances", "--input", f"{store}:probabilities", "--channel", "mito", "--output", str(tmp_path / "taken.h5"))
     assert result.returncode == 2 and "already holds 'instances'; pass --overwrite" in result.stderr
     assert read_volume(tmp_path / "taken.h5:instances").max() == 1  # untouched
 
@@ -201,11 +201,11 @@ def test_probability_resampling_is_linear_and_keeps_dtype():
 def test_resample_cli_to_a_voxel_size_and_its_errors(tmp_path):
     labels = np.random.default_rng(3).integers(0, 50, (2, 6, 6), dtype=np.uint32)
     write_volume(tmp_path / "seg.h5:instances", labels)
-    result = run_cli("emseg", "resample", "--input", f"{tmp_path / 'seg.h5'}:instances", "--voxel-size", "40", "16", "16",
+    result = run_main("emseg", "resample", "--input", f"{tmp_path / 'seg.h5'}:instances", "--voxel-size", "40", "16", "16",
                      "--target-voxel-size", "40", "8", "8", "--output", str(tmp_path / "up.zarr"))
     assert result.returncode == 0, result.stderr
     assert np.array_equal(read_volume(tmp_path / "up.zarr:instances"), labels.repeat(2, 1).repeat(2, 2))
-    result = run_cli("emseg", "resample", "--input", str(tmp_path / "seg.h5"), "--voxel-size", "40", "16", "16",
+    result = run_main("emseg", "resample", "--input", str(tmp_path / "seg.h5"), "--voxel-size", "40", "16", "16",
                      "--output", str(tmp_path / "never.h5"))
     assert result.returncode == 2 and error_lines(result) == [
         "error: --voxel-size needs --target-voxel-size (the voxel size to resample to, Z Y X in nm)"]

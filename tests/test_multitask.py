@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli, tiny_args
+from conftest import run_cli, run_main, tiny_args
 from test_loss_training import TINY
 
 from emseg_plugins.config.loader import load_config
@@ -55,7 +55,7 @@ def test_missing_batch_target_is_a_config_error():
 
 def test_embedding_loss_on_a_model_without_embedding_head_fails_before_anything_is_written(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli("pytc-train", *tiny_args(run_dir, "LOSS.EXTRA", "['discriminative']"))
+    result = run_main("pytc-train", *tiny_args(run_dir, "LOSS.EXTRA", "['discriminative']"))
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert "Traceback" not in result.stderr

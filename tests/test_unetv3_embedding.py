@@ -8,7 +8,7 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, run_cli
+from conftest import TINY, run_main
 from torch import nn
 
 from emseg_plugins.config import get_cfg_defaults
@@ -214,7 +214,7 @@ def test_norm_modes_build_monai_norm_layers():
 
 def test_cli_rejects_a_patch_not_divisible_by_the_downsampling(tmp_path):
     run_dir = tmp_path / "run"
-    done = run_cli("pytc-train", "--config-file", str(TINY), "DATASET.OUTPUT_PATH", str(run_dir), "MODEL.ARCHITECTURE", "unetv3",
+    done = run_main("pytc-train", "--config-file", str(TINY), "DATASET.OUTPUT_PATH", str(run_dir), "MODEL.ARCHITECTURE", "unetv3",
                    "DATASET.DIMS", "3", "MODEL.FILTERS", "[4, 8, 8]", "DATASET.PATCH_SIZE", "[5, 32, 32]",
                    "INFERENCE.INPUT_SIZE", "[8, 32, 32]", "DATASET.SYNTHETIC.SHAPE", "[24, 64, 64]", "DATASET.SYNTHETIC.VAL_Z", "[12, 24]")
     assert done.returncode == 2, done.stderr

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-from conftest import ROOT, run_cli, tiny_args
+from conftest import ROOT, run_cli, run_main, tiny_args
 from PIL import Image
 
 from emseg_plugins.config import load_config
@@ -326,7 +326,7 @@ def test_pytc_train_on_h5_volumes_with_relative_paths(tmp_path):
 def test_pytc_train_bad_volume_exits_2_and_writes_nothing(tmp_path, case):
     overrides, _, fragment = bad_case(tmp_path, case)
     run_dir = tmp_path / "run"
-    result = run_cli("pytc-train", *tiny_args(run_dir, "DATASET.NAME", "volume", *overrides))
+    result = run_main("pytc-train", *tiny_args(run_dir, "DATASET.NAME", "volume", *overrides))
     assert_one_error(result, fragment)
     assert not run_dir.exists()
 
