@@ -27,12 +27,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from emseg_plugins.cli.common import ArgumentParser
 from emseg_plugins.datasets.convert import LABEL_KINDS, convert_slices
 from emseg_plugins.errors import EmsegError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="png_to_h5.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="png_to_h5.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=Path, metavar="DIR", help="directory of EM image slices (.png/.tif/.tiff)")
     parser.add_argument("--labels", type=Path, metavar="DIR", help="directory of label slices (.png/.tif/.tiff), one per image slice")
     parser.add_argument("--out-dir", type=Path, required=True, metavar="DIR", help="where image.h5 and label.h5 are written")

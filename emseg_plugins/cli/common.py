@@ -6,11 +6,18 @@ import logging
 import sys
 import traceback
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 from emseg_plugins.errors import EmsegError, PluginWarning
 
 EXIT_USER_ERROR = 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a command-line mistake reported like every other: one ``error:`` line, status 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

@@ -141,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.threshold <= 1:
         raise ConfigError(f"--threshold {args.threshold} must be a probability in [0, 1]")
+    if args.seed_distance < 0:
+        raise ConfigError(f"--seed-distance {args.seed_distance} must be >= 0 (voxels)")
     if min(args.voxel_size) <= 0:
         raise ConfigError(f"--voxel-size {args.voxel_size} must be three positive sizes (Z, Y, X) in nm")
     output = check_output(args.output, args.overwrite, OUTPUT_KEY)

@@ -5,7 +5,7 @@ import argparse
 import importlib
 import sys
 
-from emseg_plugins.cli.common import run_command
+from emseg_plugins.cli.common import ArgumentParser, run_command
 
 # subcommand -> (module, one-line help); later subcommands are added here.
 SUBCOMMANDS = {
@@ -27,7 +27,7 @@ SUBCOMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     commands = "\n".join(f"  {name:<10} {help_text}" for name, (_, help_text) in SUBCOMMANDS.items())
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="emseg", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="EM segmentation with plugins: train, inspect, predict.",
         epilog=f"commands:\n{commands}\n\n`emseg COMMAND --help` explains each.",
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     top = parser.parse_args(argv)
     module = importlib.import_module(SUBCOMMANDS[top.command][0])
-    sub = argparse.ArgumentParser(prog=f"emseg {top.command}", description=module.__doc__,
+    sub = ArgumentParser(prog=f"emseg {top.command}", description=module.__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(sub)
     args = sub.parse_intermixed_args(top.args)  # flags may follow KEY VALUE overrides

@@ -66,7 +66,7 @@ def build_plan(args: argparse.Namespace):
     """(plan, config) from the arguments; reads only the input's shape and the checkpoint."""
     from emseg_plugins.config import load_config
     from emseg_plugins.engine.checkpoint import check_compatible, load_checkpoint
-    from emseg_plugins.inference.deploy import Plan, default_halo, sha256_of
+    from emseg_plugins.inference.deploy import Plan, check_block_halo, default_halo, sha256_of
     from emseg_plugins.inference.sources import open_source
 
     cfg = load_config(args.config_file, args.config_base, args.opts)
@@ -74,10 +74,12 @@ def build_plan(args: argparse.Namespace):
     check_compatible(ckpt, cfg, args.checkpoint)
     with open_source(args.input) as source:
         shape = tuple(int(s) for s in source.shape)
-    block = tuple(min(b, s) for b, s in zip(args.block, shape)) if min(args.block) > 0 else tuple(args.block)
+    halo = tuple(args.halo) if args.halo else default_halo(cfg)
+    check_block_halo(args.block, halo)
+    block = tuple(min(b, s) for b, s in zip(args.block, shape))
     plan = Plan(
         input=args.input, output=args.output, checkpoint=str(args.checkpoint), checkpoint_sha256=sha256_of(args.checkpoint),
-        cfg_yaml=cfg.dump(), shape=shape, block=block, halo=tuple(args.halo) if args.halo else default_halo(cfg),
+        cfg_yaml=cfg.dump(), shape=shape, block=block, halo=halo,
         classes=tuple(cfg.DATASET.CLASSES), instances=args.instances or "", min_size=args.min_size,
         dtype=args.dtype, masks=args.masks,
     )

@@ -14,7 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from emseg_plugins.cli.common import add_config_arguments, add_debug_argument, quiet_library_warnings, run_command
+from emseg_plugins.cli.common import (
+    ArgumentParser,
+    add_config_arguments,
+    add_debug_argument,
+    quiet_library_warnings,
+    run_command,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pytc-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="pytc-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     args = parser.parse_intermixed_args(argv)  # flags may follow the KEY VALUE overrides
     sys.exit(run_command(run, args))

@@ -44,7 +44,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (truncated or another format); point --checkpoint at a .ckpt written by pytc-train") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "cfg_yaml" not in ckpt.get("hyper_parameters", {}):
         raise CheckpointError(f"{path}: not an emseg-plugins checkpoint (no state_dict/config inside); use a .ckpt written by pytc-train")
+    try:
+        saved = checkpoint_config(ckpt)
+    except Exception:  # noqa: BLE001  # yacs raises several kinds on text that is not a config
+        saved = None
+    if not isinstance(saved, CN) or "MODEL" not in saved:
+        raise CheckpointError(f"{path}: the config saved in the checkpoint is not a run config; use a .ckpt written by pytc-train")
     return ckpt
+
+
+def load_weights(module: torch.nn.Module, ckpt: dict[str, Any], path: str | Path) -> None:
+    """``module.load_state_dict(ckpt["state_dict"])``; :class:`CheckpointError` when the weights do not fit."""
+    try:
+        module.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        detail = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise CheckpointError(f"{path}: its weights do not fit the model its config builds ({detail}); "
+                              "the file was changed or comes from another version of the model") from None
 
 
 def checkpoint_config(ckpt: dict[str, Any]) -> CN:

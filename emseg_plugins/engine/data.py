@@ -6,7 +6,7 @@ process of a DDP run takes every ``world``-th index (Lightning's sampler injecti
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset, Sampler

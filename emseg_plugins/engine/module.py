@@ -66,7 +66,7 @@ class SegmentationModule(pl.LightningModule):
         if self.cfg.SOLVER.NONFINITE == "skip":
             self.skipped_batches += 1
             print(f"warning: non-finite training loss ({loss.item()}) at step {self.global_step}, batch {batch_idx}: batch skipped", flush=True)
-            return None
+            return
         raise TrainingError(
             f"non-finite training loss ({loss.item()}) at step {self.global_step}, batch {batch_idx}; the last good checkpoint "
             f"({self.cfg.DATASET.OUTPUT_PATH}/checkpoints/last.ckpt) is kept: lower SOLVER.BASE_LR, set SOLVER.CLIP_GRADIENTS, "

@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.engine.checkpoint import check_compatible, checkpoint_config, load_checkpoint
+from emseg_plugins.engine.checkpoint import check_compatible, checkpoint_config, load_checkpoint, load_weights
 from emseg_plugins.engine.data import SegmentationDataModule
 from emseg_plugins.engine.module import SegmentationModule
 from emseg_plugins.engine.trainer import build_trainer, check_hardware, checkpoint_dir
@@ -49,7 +49,7 @@ def train(cfg: CN, init_checkpoint: str | None = None) -> Table:
     elif init_checkpoint:
         start = load_checkpoint(init_checkpoint)
         check_compatible(start, cfg, init_checkpoint)
-        module.load_state_dict(start["state_dict"])
+        load_weights(module, start, init_checkpoint)
 
     datamodule = SegmentationDataModule(cfg, data, start_step=resume["global_step"] if resume else 0)
     check_batch_keys(module.terms, datamodule.val_set[0], cfg)
@@ -106,7 +106,7 @@ def restore_model(path: str | Path, ckpt: dict | None = None, gpu: bool = False)
     """(the checkpoint's model with its weights, in eval mode on CPU or GPU, the checkpoint's config)."""
     ckpt = ckpt or load_checkpoint(path)
     module = SegmentationModule(checkpoint_config(ckpt).dump())
-    module.load_state_dict(ckpt["state_dict"])
+    load_weights(module, ckpt, path)
     device = "cuda" if gpu and torch.cuda.is_available() else "cpu"
     return module.model.to(device).eval(), module.cfg
 
@@ -143,4 +143,4 @@ def write_metrics(directory: Path, table: Table, meta: dict[str, Any]) -> None:
 
 
 def _is_rank_zero() -> bool:
-    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -93,12 +94,29 @@ def default_halo(cfg: CN) -> tuple[int, int, int]:
     return (cfg.DATASET.INPUT_SLICES // 2 if cfg.DATASET.DIMS == 2 else z // 4, y // 4, x // 4)
 
 
+def check_block_halo(block: Sequence[int], halo: Sequence[int]) -> None:
+    """:class:`ConfigError` unless block (Z, Y, X) > halo (Z, Y, X) >= 0 on every axis."""
+    if len(block) != 3 or min(block) < 1:
+        raise ConfigError(f"--block {list(block)} must be three positive sizes (Z, Y, X)")
+    if len(halo) != 3 or min(halo) < 0:
+        raise ConfigError(f"--halo {list(halo)} must be three sizes >= 0 (Z, Y, X)")
+    if any(h >= b for h, b in zip(halo, block)):
+        raise ConfigError(f"--block {list(block)} must be larger than --halo {list(halo)} on every axis (Z, Y, X)")
+
+
+def check_scheduler(scheduler: str, workers: int) -> None:
+    """``local``, ``dask`` (with workers >= 1) or a Dask scheduler address such as ``tcp://host:8786``."""
+    if scheduler == "dask" and workers < 1:
+        raise ConfigError(f"--workers {workers} must be at least 1 with --scheduler dask")
+    if scheduler not in ("local", "dask") and not re.fullmatch(r"(tcp|tls|ucx|inproc)://[^/\s]+:\d+", scheduler):
+        raise ConfigError(f"--scheduler {scheduler!r} must be local, dask, or a Dask scheduler address such as tcp://host:8786")
+
+
 def check_plan(plan: Plan, cfg: CN) -> None:
     """One-line errors for plans that cannot work (before anything is written)."""
-    if min(plan.block) < 1 or len(plan.block) != 3:
-        raise ConfigError(f"--block {list(plan.block)} must be three positive sizes (Z, Y, X)")
-    if any(h < 0 for h in plan.halo) or any(h >= b for h, b in zip(plan.halo, plan.block)):
-        raise ConfigError(f"--block {list(plan.block)} must be larger than --halo {list(plan.halo)} on every axis (Z, Y, X)")
+    check_block_halo(plan.block, plan.halo)
+    if plan.min_size < 0:
+        raise ConfigError(f"--min-size {plan.min_size} must be >= 0")
     if cfg.MODEL.IN_PLANES != 1:
         raise ConfigError(f"{plan.checkpoint}: the model takes MODEL.IN_PLANES = {cfg.MODEL.IN_PLANES} channels per slice, "
                           f"but {plan.input} is a single-channel volume")
@@ -239,6 +257,8 @@ def deploy(plan: Plan, cfg: CN, scheduler: str = "local", workers: int = 2, over
     Returns True when the output is complete.
     """
     check_plan(plan, cfg)
+    check_scheduler(scheduler, workers)
+    _model_for(plan)  # a checkpoint whose weights do not fit fails here, before the store is created
     todo = prepare_output(plan, overwrite)
     if blocks is not None:
         todo = [i for i in todo if i in blocks]
