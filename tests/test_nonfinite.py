@@ -1,12 +1,17 @@
-"""A non-finite training loss stops the run (last good checkpoint kept) or skips the batch (SOLVER.NONFINITE)."""
+"""Training that cannot go on: a non-finite loss (stop or skip, SOLVER.NONFINITE) or a dead DataLoader worker."""
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import BIN, TINY, run_cli, tiny_args
 
-from conftest import TINY
 from emseg_plugins.config.loader import load_config
 from emseg_plugins.engine.checkpoint import load_checkpoint
 from emseg_plugins.engine.module import SegmentationModule
@@ -62,3 +67,35 @@ def test_nan_in_the_input_is_caught_too(tmp_path):
     batch = {"image": torch.full((2, 1, 32, 32), math.nan), "label": torch.zeros(2, 2, 32, 32)}
     with pytest.raises(TrainingError, match=r"non-finite training loss \(nan\) at step 0, batch 7"):
         module.training_step(batch, 7)
+
+
+def _children(pid: int) -> list[int]:
+    """Child process ids of ``pid`` (Linux /proc)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc to find the worker processes")
+def test_a_killed_dataloader_worker_is_one_error_and_the_run_resumes(tmp_path):
+    """SIGKILL one DataLoader worker of a real pytc-train: exit 2 with one line, last.ckpt intact, then resume."""
+    run_dir = tmp_path / "run"
+    args = [str(BIN / "pytc-train"), *tiny_args(run_dir, "SYSTEM.NUM_CPUS", "1", "SOLVER.ITERATION_TOTAL", "400",
+                                                 "SOLVER.ITERATION_VAL", "3", "MONITOR.IMAGES", "0")]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (last.exists() and _children(process.pid)):
+        time.sleep(0.1)
+    workers = _children(process.pid)
+    assert workers, "no DataLoader worker appeared"
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=240)
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert process.returncode == 2 and len(errors) == 1 and "a data-loading worker process died" in errors[0], stderr[-2000:]
+    assert "Traceback" not in stderr
+    step = load_checkpoint(last)["global_step"]
+    assert 3 <= step < 400
+    resumed = run_cli("pytc-train", *tiny_args(run_dir, "SYSTEM.NUM_CPUS", "0", "SOLVER.ITERATION_TOTAL", str(step + 3),
+                                               "SOLVER.ITERATION_VAL", "3", "MONITOR.IMAGES", "0"))
+    assert resumed.returncode == 0 and f"resuming from {last} at step {step}" in resumed.stdout, resumed.stderr[-2000:]
+    assert load_checkpoint(last)["global_step"] == step + 3

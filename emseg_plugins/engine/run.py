@@ -21,7 +21,7 @@ from emseg_plugins.engine.checkpoint import check_compatible, checkpoint_config,
 from emseg_plugins.engine.data import SegmentationDataModule
 from emseg_plugins.engine.module import SegmentationModule
 from emseg_plugins.engine.trainer import build_trainer, check_hardware, checkpoint_dir
-from emseg_plugins.errors import CheckpointError
+from emseg_plugins.errors import CheckpointError, TrainingError
 from emseg_plugins.evaluation.metrics import METRIC_NAMES, SegmentationMetrics, format_table, mean_over_classes
 from emseg_plugins.inference.sliding_window import predict_outputs
 from emseg_plugins.inference.writers import write_predictions
@@ -57,7 +57,13 @@ def train(cfg: CN, init_checkpoint: str | None = None) -> Table:
     if _is_rank_zero():
         atomic_write_text(run_dir / "config.yaml", cfg.dump())
     trainer = build_trainer(cfg, run_dir)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None, weights_only=True)
+    except RuntimeError as exc:
+        if "DataLoader worker" not in str(exc):
+            raise
+        raise TrainingError(f"a data-loading worker process died ({str(exc).splitlines()[0]}); {last} is kept: run the same "
+                            "command again to resume (lower SYSTEM.NUM_CPUS if the workers ran out of memory)") from None
     steps_trained = trainer.global_step
 
     best = trainer.checkpoint_callback.best_model_path or (str(last) if last.exists() else None)
