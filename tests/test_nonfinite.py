@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, TINY, run_cli, tiny_args
+from conftest import BIN, TINY, run_cli, run_main, tiny_args
 
 from emseg_plugins.config.loader import load_config
 from emseg_plugins.engine.checkpoint import load_checkpoint
@@ -99,3 +99,37 @@ def test_a_killed_dataloader_worker_is_one_error_and_the_run_resumes(tmp_path):
                                                "SOLVER.ITERATION_VAL", "3", "MONITOR.IMAGES", "0"))
     assert resumed.returncode == 0 and f"resuming from {last} at step {step}" in resumed.stdout, resumed.stderr[-2000:]
     assert load_checkpoint(last)["global_step"] == step + 3
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs (needs root); the test is skipped, saying why, where it cannot be mounted."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_one_error_keeps_the_last_checkpoint_and_the_run_resumes(small_disk):
+    run_dir = small_disk / "run"
+    short = ["SOLVER.ITERATION_VAL", "3", "MONITOR.IMAGES", "0", "MONITOR.CHECKPOINT_TOP_K", "1"]
+    first = run_main("pytc-train", *tiny_args(run_dir, "SOLVER.ITERATION_TOTAL", "3", *short))
+    assert first.returncode == 0, first.stderr[-2000:]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    saved = last.read_bytes()
+    filler = small_disk / "filler"
+    with open(filler, "wb", buffering=0) as f:  # fill the disk to the last byte
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    full = run_main("pytc-train", *tiny_args(run_dir, "SOLVER.ITERATION_TOTAL", "6", *short))
+    errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+    assert full.returncode == 2 and len(errors) == 1 and errors[0].startswith("error: no space left on the device"), full.stderr[-2000:]
+    assert last.read_bytes() == saved  # the old checkpoint is untouched, not truncated
+    filler.unlink()
+    again = run_main("pytc-train", *tiny_args(run_dir, "SOLVER.ITERATION_TOTAL", "6", *short))
+    assert again.returncode == 0 and "resuming from" in again.stdout and load_checkpoint(last)["global_step"] == 6, again.stderr[-2000:]

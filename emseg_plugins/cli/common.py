@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 import traceback
@@ -40,6 +41,15 @@ def run_command(body: Callable[[argparse.Namespace], int | None], args: argparse
         if getattr(args, "debug", False):
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"error: no space left on the device{where}; files already written are complete (atomic writes): "
+              "free space and run the same command again to resume", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
