@@ -11,9 +11,9 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import BIN, ROOT, TINY, run_cli, run_main, tiny_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import BIN, ROOT, TINY, run_cli, tiny_args
 from emseg_plugins.config import load_config
 
 
@@ -133,6 +133,13 @@ def test_solver_options_accumulation_clipping_plateau_bf16_and_early_stop(tmp_pa
     assert plateau["mode"] == "max" and plateau["best"] > 0  # ReduceLROnPlateau tracked val/dice_mean
     events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
     assert len(events.Scalars("train/loss")) == ckpt["global_step"]  # one logged loss per optimizer step
+    assert ckpt["stopped_early"]
+
+    again = run_main("pytc-train", *tiny_args(run_dir, "SOLVER.ITERATION_TOTAL", "30", "SOLVER.ITERATION_STEP", "2",
+                                              "SOLVER.LR_SCHEDULER_NAME", "plateau", "MONITOR.EARLY_STOP_PATIENCE", "1"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "early stopping ended this run" in again.stdout  # the same command again does not train on
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == ckpt["global_step"]
 
 
 def test_3d_monai_unet_trains_and_predicts_by_name(tmp_path):

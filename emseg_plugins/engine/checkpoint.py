@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -86,3 +87,13 @@ def _first_difference(key: str, mine: Any, theirs: Any) -> tuple[str, Any, Any]:
             if mine.get(sub) != theirs.get(sub):
                 return _first_difference(f"{key}.{sub}", mine.get(sub), theirs.get(sub))
     return key, mine, theirs
+
+
+def discard_after(directory: Path, step: int) -> list[Path]:
+    """Remove what a killed run left past ``last.ckpt`` (at ``step``): scored checkpoints of later steps,
+    which the resumed run writes again, and temporary files of writes that never finished."""
+    leftovers = [p for p in directory.glob("step*-*.ckpt") if (m := re.match(r"step(\d+)-", p.name)) and int(m[1]) > step]
+    leftovers += list(directory.glob(".*.tmp"))
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers

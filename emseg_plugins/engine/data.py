@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from yacs.config import CfgNode as CN
 
@@ -34,9 +35,10 @@ class ResumeSampler(Sampler[int]):
 class SegmentationDataModule(pl.LightningDataModule):
     """Wraps the object a ``DATASETS`` builder returns (``train_dataset(num_samples)``, ``val_dataset()``)."""
 
-    def __init__(self, cfg: CN, data, start_step: int = 0):
+    def __init__(self, cfg: CN, data, start_batch: int = 0):
+        """``start_batch``: training batches this process already consumed (a resumed run skips them)."""
         super().__init__()
-        self.cfg, self.data, self.start_step = cfg, data, start_step
+        self.cfg, self.data, self.start_batch = cfg, data, start_batch
         self.val_set = data.val_dataset()
         data.train_dataset(1)  # bad data (e.g. volumes smaller than a patch) fails here, before the run writes anything
 
@@ -44,7 +46,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         s, world = self.cfg.SOLVER, self.trainer.world_size
         per_process_step = s.SAMPLES_PER_BATCH * s.ITERATION_STEP
         dataset = self.data.train_dataset(s.ITERATION_TOTAL * per_process_step * world)
-        sampler = ResumeSampler(len(dataset), self.trainer.global_rank, world, skip=self.start_step * per_process_step)
+        sampler = ResumeSampler(len(dataset), self.trainer.global_rank, world, skip=self.start_batch * s.SAMPLES_PER_BATCH)
         return self._loader(dataset, sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
@@ -53,5 +55,8 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset: Dataset, sampler: Sampler, drop_last: bool) -> DataLoader:
         workers = self.cfg.SYSTEM.NUM_CPUS
-        return DataLoader(dataset, batch_size=self.cfg.SOLVER.SAMPLES_PER_BATCH, sampler=sampler,
+        # Its own generator: creating an iterator then draws no number from the global RNG, whose state
+        # (dropout) a resumed run restores from the checkpoint. Samples do not depend on it (seed, index).
+        generator = torch.Generator().manual_seed(self.cfg.SYSTEM.SEED)
+        return DataLoader(dataset, batch_size=self.cfg.SOLVER.SAMPLES_PER_BATCH, sampler=sampler, generator=generator,
                           num_workers=workers, persistent_workers=workers > 0, drop_last=drop_last)

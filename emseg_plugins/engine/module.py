@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from yacs.config import CfgNode as CN
 
+from emseg_plugins.engine.rng import rng_state, set_rng_state
 from emseg_plugins.errors import TrainingError
 from emseg_plugins.evaluation.metrics import SegmentationMetrics, mean_over_classes
 from emseg_plugins.losses.multitask import build_terms, check_model_outputs, multitask_loss
@@ -44,6 +45,17 @@ class SegmentationModule(pl.LightningModule):
         self.val_metrics = SegmentationMetrics(self.cfg.DATASET.CLASSES, self.cfg.INFERENCE.THRESHOLD)
         self.last_val_table: dict[str, dict[str, float]] | None = None
         self.skipped_batches = 0  # batches with a non-finite loss skipped (SOLVER.NONFINITE skip)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Besides Lightning's state: RNG state, skipped batches, and whether early stopping ended the run."""
+        checkpoint["rng"] = rng_state()
+        checkpoint["skipped_batches"] = self.skipped_batches
+        checkpoint["stopped_early"] = self.trainer.should_stop and self.trainer.global_step < self.trainer.max_steps
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng" in checkpoint:
+            set_rng_state(checkpoint["rng"])
+        self.skipped_batches = checkpoint.get("skipped_batches", 0)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """image (B, C, [Z,] Y, X) -> logits (B, K, [Z,] Y, X)."""

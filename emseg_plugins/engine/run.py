@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.engine.checkpoint import check_compatible, checkpoint_config, load_checkpoint, load_weights
+from emseg_plugins.engine.checkpoint import check_compatible, checkpoint_config, discard_after, load_checkpoint, load_weights
 from emseg_plugins.engine.data import SegmentationDataModule
 from emseg_plugins.engine.module import SegmentationModule
 from emseg_plugins.engine.trainer import build_trainer, check_hardware, checkpoint_dir
@@ -42,21 +42,28 @@ def train(cfg: CN, init_checkpoint: str | None = None) -> Table:
     data = DATASETS.build(cfg.DATASET.NAME, cfg)
     last = checkpoint_dir(run_dir) / "last.ckpt"
     resume = load_checkpoint(last) if last.exists() else None
+    stop_at = None  # a run that early stopping ended stays ended
     if resume is not None:
         check_compatible(resume, cfg, last)
+        if resume.get("stopped_early") and cfg.MONITOR.EARLY_STOP_PATIENCE > 0:
+            stop_at = resume["global_step"]
         if _is_rank_zero():
-            print(f"resuming from {last} at step {resume['global_step']}", flush=True)
+            for path in discard_after(last.parent, resume["global_step"]):
+                print(f"removed {path.name}: written after {last.name} by the run that stopped", flush=True)
+            print(f"resuming from {last} at step {resume['global_step']}"
+                  + (" (early stopping ended this run; set MONITOR.EARLY_STOP_PATIENCE 0 to train on)" if stop_at else ""), flush=True)
     elif init_checkpoint:
         start = load_checkpoint(init_checkpoint)
         check_compatible(start, cfg, init_checkpoint)
         load_weights(module, start, init_checkpoint)
 
-    datamodule = SegmentationDataModule(cfg, data, start_step=resume["global_step"] if resume else 0)
+    consumed = resume["global_step"] * cfg.SOLVER.ITERATION_STEP + resume.get("skipped_batches", 0) if resume else 0
+    datamodule = SegmentationDataModule(cfg, data, start_batch=consumed)
     check_batch_keys(module.terms, datamodule.val_set[0], cfg)
 
     if _is_rank_zero():
         atomic_write_text(run_dir / "config.yaml", cfg.dump())
-    trainer = build_trainer(cfg, run_dir)
+    trainer = build_trainer(cfg, run_dir, stop_at)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None, weights_only=True)
     except RuntimeError as exc:

@@ -30,20 +30,31 @@ def check_hardware(cfg: CN) -> None:
         raise ConfigError(f"config: SYSTEM.DEVICES = {cfg.SYSTEM.DEVICES} and SYSTEM.NUM_NODES = {cfg.SYSTEM.NUM_NODES} must be at least 1")
 
 
-def build_trainer(cfg: CN, run_dir: str | Path) -> pl.Trainer:
-    """Trainer for ``SOLVER.ITERATION_TOTAL`` optimizer steps, validating every ``SOLVER.ITERATION_VAL``."""
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` every ``every_n_train_steps`` steps (else at every validation) and once more when
+    training ends, so a finished run's ``last.ckpt`` holds its final step whatever the cadence."""
+
+    def __init__(self, dirpath: Path, every_n_train_steps: int | None):
+        super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False,
+                         every_n_train_steps=every_n_train_steps)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        trainer.save_checkpoint(Path(self.dirpath) / "last.ckpt")
+
+
+def build_trainer(cfg: CN, run_dir: str | Path, stop_at: int | None = None) -> pl.Trainer:
+    """Trainer for ``SOLVER.ITERATION_TOTAL`` optimizer steps (or up to ``stop_at``), validating every
+    ``SOLVER.ITERATION_VAL``."""
     s, m = cfg.SOLVER, cfg.MONITOR
     callbacks: list[pl.Callback] = [
         ModelCheckpoint(  # the best by validation score; first, so it is trainer.checkpoint_callback
             dirpath=checkpoint_dir(run_dir),
             filename="step{step:06d}-dice{val/dice_mean:.4f}",
             auto_insert_metric_name=False,
+            enable_version_counter=False,  # a step redone after a kill rewrites its own file, never adds a -v1
             monitor=m.CHECKPOINT_METRIC, mode="max", save_top_k=m.CHECKPOINT_TOP_K,
         ),
-        ModelCheckpoint(  # last.ckpt, rewritten every ITERATION_SAVE steps (0: at every validation)
-            dirpath=checkpoint_dir(run_dir), filename="last", monitor=None, save_top_k=1,
-            enable_version_counter=False, every_n_train_steps=s.ITERATION_SAVE or None,
-        ),
+        LastCheckpoint(checkpoint_dir(run_dir), s.ITERATION_SAVE or None),
         LearningRateMonitor(logging_interval="step"),
     ]
     if m.EARLY_STOP_PATIENCE > 0:
@@ -61,7 +72,7 @@ def build_trainer(cfg: CN, run_dir: str | Path) -> pl.Trainer:
         num_nodes=cfg.SYSTEM.NUM_NODES,
         strategy=cfg.SYSTEM.STRATEGY,
         precision=s.PRECISION,
-        max_steps=s.ITERATION_TOTAL,
+        max_steps=s.ITERATION_TOTAL if stop_at is None else stop_at,
         max_epochs=-1,
         val_check_interval=s.ITERATION_VAL * s.ITERATION_STEP,  # counted in batches
         check_val_every_n_epoch=None,
