@@ -6,7 +6,10 @@ The templates (``templates/*.tmpl``, package data) use ``string.Template`` place
 """
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import tempfile
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -44,10 +47,13 @@ def render(name: str, destination: Path) -> list[Path]:
     templates = resources.files(__name__) / "templates"
     rendered = {Template(path).substitute(values): Template((templates / tmpl).read_text()).substitute(values)
                 for tmpl, path in FILES.items()}  # every template renders before anything is written
-    written = []
-    for relative, text in rendered.items():
-        path = destination / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        written.append(path)
-    return written
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
+    try:  # written beside the destination and renamed: never a half-written package
+        for relative, text in rendered.items():
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            (staging / relative).write_text(text)
+        os.replace(staging, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [destination / relative for relative in rendered]
