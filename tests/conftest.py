@@ -1,9 +1,13 @@
 """Shared helpers: run the real console scripts, and real plugin distributions installed by pip."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
+import traceback
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,7 +21,25 @@ def run_cli(*args: str, cwd: Path | None = None, pythonpath: list[Path] = (), ti
     """Run ``pytc-train``/``emseg`` from this environment as a subprocess; text output captured."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, pythonpath)), "PYTHONWARNINGS": "default"}
     program, *rest = args
-    return subprocess.run([str(BIN / program), *rest], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([str(BIN / program), *rest], check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def call_main(program: str, args: list[str]) -> int:
+    """Exit status of ``pytc-train``/``emseg``'s ``main`` run in this process, as the console script's.
+
+    An uncaught exception prints its traceback to stderr and gives 1, as the interpreter does.
+    """
+    from emseg_plugins.cli.main import main as emseg_main
+    from emseg_plugins.cli.train import main as train_main
+
+    entry = {"pytc-train": train_main, "emseg": emseg_main}[program]
+    try:
+        return entry(list(args)) or 0
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        return 1
 
 
 def run_main(program: str, *args: str) -> subprocess.CompletedProcess:
@@ -26,20 +48,9 @@ def run_main(program: str, *args: str) -> subprocess.CompletedProcess:
     The same code path as :func:`run_cli` without a new interpreter (about 10 s each here): for the
     many error-path tests. Plugins from PYTHONPATH sites need :func:`run_cli`.
     """
-    import contextlib
-    import io
-    import warnings
-
-    from emseg_plugins.cli import main as emseg_main
-    from emseg_plugins.cli import train as train_main
-
-    entry = {"pytc-train": train_main.main, "emseg": emseg_main.main}[program]
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
-        try:
-            code = entry(list(args)) or 0
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
+        code = call_main(program, list(args))
     return subprocess.CompletedProcess([program, *args], code, out.getvalue(), err.getvalue())
 
 

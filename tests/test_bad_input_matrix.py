@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import traceback
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from conftest import ROOT, TINY, run_cli
+from conftest import ROOT, TINY, call_main, run_cli
 
 CELLMAP_TINY = ROOT / "tests" / "configs" / "cellmap_tiny.yaml"
 SHAPE = (8, 64, 64)  # (Z, Y, X) voxels of the volume-dataset inputs
@@ -964,20 +963,8 @@ def snapshot(*roots: Path) -> dict[str, tuple]:
 
 def invoke(argv: list[str], capfd) -> tuple[int, str]:
     """Run ``pytc-train``/``emseg`` in this process as the console script would: (exit status, stderr)."""
-    from emseg_plugins.cli.main import main as emseg_main
-    from emseg_plugins.cli.train import main as train_main
-
-    program, *args = argv
-    main = {"pytc-train": train_main, "emseg": emseg_main}[program]
     capfd.readouterr()
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    except Exception:  # noqa: BLE001 -- what the interpreter does with an uncaught exception
-        traceback.print_exc()
-        code = 1
+    code = call_main(argv[0], argv[1:])
     return code, capfd.readouterr().err
 
 
