@@ -345,51 +345,57 @@ def blobs(batch: int, shape: tuple[int, ...], generator: torch.Generator) -> tor
     return (F.interpolate(noise, size=shape, mode="trilinear" if len(shape) == 3 else "bilinear", align_corners=False) > 0.6).float()
 
 
-def test_unetv3_with_aux_heads_learns_a_tiny_synthetic_task():
-    torch.manual_seed(0)
-    g = torch.Generator().manual_seed(0)
-    cfg = make_cfg(3, "MODEL.FILTERS", [4, 8, 8], "DATASET.PATCH_SIZE", [4, 16, 16], "DATASET.CLASSES", ["mito"])
-    net = build_unetv3(cfg).train()
-    loss_fn = LOSSES.build("dice_bce", cfg)
+def losses_of_training(net: torch.nn.Module, step_loss, steps: int = 40) -> list[float]:
+    """AdamW (lr 1e-2) for ``steps`` steps of ``step_loss(net)``; the loss of each step."""
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-2)
     history = []
-    for _ in range(40):
-        label = blobs(2, (4, 16, 16), g)
-        x = label * 0.5 + 0.25 + 0.1 * torch.randn(label.shape, generator=g)  # bright blobs on grey, noisy
-        out = net(x)
-        assert len(out["aux"]) == 1
-        loss, _ = supervised_loss(loss_fn, out, label)
+    for _ in range(steps):
+        loss = step_loss(net)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         history.append(loss.item())
+    return history
+
+
+def assert_learned(history: list[float]) -> None:
     first, last = sum(history[:5]) / 5, sum(history[-5:]) / 5
     assert last < 0.6 * first, history
+
+
+def test_unetv3_with_aux_heads_learns_a_tiny_synthetic_task():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    cfg = make_cfg(3, "MODEL.FILTERS", [4, 8, 8], "DATASET.PATCH_SIZE", [4, 16, 16], "DATASET.CLASSES", ["mito"])
+    loss_fn = LOSSES.build("dice_bce", cfg)
+
+    def step_loss(net):
+        label = blobs(2, (4, 16, 16), g)
+        x = label * 0.5 + 0.25 + 0.1 * torch.randn(label.shape, generator=g)  # bright blobs on grey, noisy
+        out = net(x)
+        assert len(out["aux"]) == 1
+        return supervised_loss(loss_fn, out, label)[0]
+
+    assert_learned(losses_of_training(build_unetv3(cfg).train(), step_loss))
 
 
 def test_unet2d_ebd_learns_instance_embeddings_with_the_discriminative_loss():
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
     cfg = make_cfg(2, "DATASET.PATCH_SIZE", [1, 16, 16], "MODEL.EMBEDDING.DIM", 4)
-    net = build_unet2d_ebd(cfg).train()
     loss_fn = DiscriminativeLoss()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-2)
     yy, xx = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
-    history = []
-    for _ in range(40):
+
+    def step_loss(net):
         instances = torch.zeros(2, 1, 16, 16, dtype=torch.long)
         for b in range(2):  # three discs per image at random places
             for i in range(1, 4):
                 cy, cx = torch.randint(3, 13, (2,), generator=g).tolist()
                 instances[b, 0][(yy - cy) ** 2 + (xx - cx) ** 2 <= 5] = i
         x = (instances > 0).float() * 0.6 + 0.2 + 0.05 * torch.randn(2, 1, 16, 16, generator=g)
-        loss = loss_fn(net(x)["embedding"], instances)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        history.append(loss.item())
-    first, last = sum(history[:5]) / 5, sum(history[-5:]) / 5
-    assert last < 0.6 * first, history
+        return loss_fn(net(x)["embedding"], instances)
+
+    assert_learned(losses_of_training(build_unet2d_ebd(cfg).train(), step_loss))
 
 
 def test_segmentation_models_are_unetv3_subclasses_sharing_one_backbone():

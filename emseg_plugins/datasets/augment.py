@@ -306,6 +306,34 @@ class _RandSections(RandomizableTransform, MapTransform):
         return 1 if image.ndim == 4 else 0
 
 
+class _EditSections(_RandSections):
+    """Sections drawn once per sample (``randomize_sections`` on the first key sets ``self.sections``),
+    then edited in place in a copy of every key's array (``edit``: sections-first view)."""
+
+    sections: list[int]
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        first = next(iter(self.key_iterator(d)), None)
+        if first is None:
+            return d
+        self.randomize_sections(d[first])
+        if not self.sections:
+            return d
+        for key in self.key_iterator(d):
+            image = d[key].clone()
+            self.edit(image.movedim(self.section_axis(image), 0), image)
+            d[key] = image
+        return d
+
+    def randomize_sections(self, image: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def edit(self, view: torch.Tensor, image: torch.Tensor) -> None:
+        """Change ``view[self.sections]`` in place (``view``: ``image`` with the section axis first)."""
+        raise NotImplementedError
+
+
 class ReverseSlicesd(_RandSections):
     """2.5D: reverse the order of the input slices (a flip along Z; the centre slice and its targets stay)."""
 
@@ -319,7 +347,7 @@ class ReverseSlicesd(_RandSections):
         return d
 
 
-class MissingSectiond(_RandSections):
+class MissingSectiond(_EditSections):
     """EM missing sections: ``num_sections`` random sections of the image set to 0 (``fill="zero"``) or its mean.
 
     3D: any Z slice (targets are kept: the model must bridge the gap). 2.5D: any input slice but the
@@ -343,19 +371,8 @@ class MissingSectiond(_RandSections):
         count = min(self.num_sections, max(len(candidates) - (axis == 1), 1))  # 3D: keep at least one slice
         self.sections = sorted(int(i) for i in self.R.choice(candidates, size=count, replace=False))
 
-    def __call__(self, data: dict) -> dict:
-        d = dict(data)
-        first = next(iter(self.key_iterator(d)), None)
-        if first is None:
-            return d
-        self.randomize_sections(d[first])
-        for key in self.key_iterator(d):
-            if self.sections:
-                image = d[key].clone()
-                view = image.movedim(self.section_axis(image), 0)
-                view[self.sections] = 0.0 if self.fill == "zero" else float(image.mean())
-                d[key] = image
-        return d
+    def edit(self, view: torch.Tensor, image: torch.Tensor) -> None:
+        view[self.sections] = 0.0 if self.fill == "zero" else float(image.mean())
 
 
 class Misalignmentd(_RandSections):
@@ -418,7 +435,7 @@ class Misalignmentd(_RandSections):
         return out
 
 
-class MotionBlurd(_RandSections):
+class MotionBlurd(_EditSections):
     """EM motion blur: up to ``sections`` random sections blurred along a random direction (line kernel of
     ``kernel_size`` voxels); image only. 2D: the slice itself (2.5D: any input slices).
 
@@ -441,24 +458,11 @@ class MotionBlurd(_RandSections):
             self.sections = sorted(int(i) for i in self.R.choice(n, size=count, replace=False))
             self.angle = float(self.R.uniform(0, math.pi))
 
-    def __call__(self, data: dict) -> dict:
-        d = dict(data)
-        first = next(iter(self.key_iterator(d)), None)
-        if first is None:
-            return d
-        self.randomize_sections(d[first])
-        if not self.sections:
-            return d
-        kernel = line_kernel(self.kernel_size, self.angle)[None, None]
-        pad = self.kernel_size // 2
-        for key in self.key_iterator(d):
-            image = d[key].clone()
-            view = image.movedim(self.section_axis(image), 0)  # sections first
-            planes = view[self.sections].reshape(-1, 1, *image.shape[-2:]).float()
-            blurred = F.conv2d(F.pad(planes, (pad, pad, pad, pad), mode="replicate"), kernel)
-            view[self.sections] = blurred.reshape(view[self.sections].shape).to(image.dtype)
-            d[key] = image
-        return d
+    def edit(self, view: torch.Tensor, image: torch.Tensor) -> None:
+        kernel, pad = line_kernel(self.kernel_size, self.angle)[None, None], self.kernel_size // 2
+        planes = view[self.sections].reshape(-1, 1, *image.shape[-2:]).float()
+        blurred = F.conv2d(F.pad(planes, (pad, pad, pad, pad), mode="replicate"), kernel)
+        view[self.sections] = blurred.reshape(view[self.sections].shape).to(image.dtype)
 
 
 def line_kernel(size: int, angle: float) -> torch.Tensor:

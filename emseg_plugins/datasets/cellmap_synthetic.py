@@ -31,7 +31,6 @@ import numpy as np
 import zarr
 from scipy import ndimage as ndi
 
-from emseg_plugins.cli.common import ArgumentParser
 from emseg_plugins.datasets.cellmap_layout import GT_NAME, RAW_NAME
 from emseg_plugins.datasets.synthetic_em import SyntheticVolume, make_em_volume
 from emseg_plugins.errors import DataError, EmsegError
@@ -155,8 +154,10 @@ def _write_multiscale(group: zarr.Group, levels: list[np.ndarray], voxel_size: f
 
 
 def main(argv: list[str] | None = None) -> int:
+    from emseg_plugins.cli.common import ArgumentParser  # the command line only: the generator itself needs no CLI layer
+
     parser = ArgumentParser(prog="python -m emseg_plugins.datasets.cellmap_synthetic", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", metavar="ROOT", help="directory to create (the data root: ROOT/<dataset>/<dataset>.zarr)")
     parser.add_argument("--shape", type=int, nargs=3, default=[32, 128, 128], metavar=("Z", "Y", "X"), help="EM volume per dataset, s0 voxels")
     parser.add_argument("--crop-size", type=int, nargs=3, default=[16, 48, 48], metavar=("Z", "Y", "X"), help="crop size, s0 voxels (even)")
