@@ -46,7 +46,7 @@ def tiny_cfg(run_dir, *overrides):
 
 
 def test_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_path):
-    with pytest.raises(TrainingError, match=r"non-finite training loss \(nan\) at step 3, batch 3; the last good checkpoint .* is kept"):
+    with pytest.raises(TrainingError, match=r"non-finite training loss \(nan\) at step 3, batch 3 \(training samples 6\.\.7 of dataset 'synthetic' with SYSTEM\.SEED 0\); the last good checkpoint .* is kept"):
         train(tiny_cfg(tmp_path / "run"))
     last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert last["global_step"] == 3  # written by the validation at step 3, before the bad batch

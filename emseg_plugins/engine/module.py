@@ -80,10 +80,19 @@ class SegmentationModule(pl.LightningModule):
             print(f"warning: non-finite training loss ({loss.item()}) at step {self.global_step}, batch {batch_idx}: batch skipped", flush=True)
             return
         raise TrainingError(
-            f"non-finite training loss ({loss.item()}) at step {self.global_step}, batch {batch_idx}; the last good checkpoint "
+            f"non-finite training loss ({loss.item()}) at step {self.global_step}, batch {batch_idx} ({self.samples_of(batch_idx)}); the last good checkpoint "
             f"({self.cfg.DATASET.OUTPUT_PATH}/checkpoints/last.ckpt) is kept: lower SOLVER.BASE_LR, set SOLVER.CLIP_GRADIENTS, "
             "or set SOLVER.NONFINITE skip, then start again to resume"
         )
+
+    def samples_of(self, batch_idx: int) -> str:
+        """Which training samples batch ``batch_idx`` holds (a sample is a pure function of seed and index)."""
+        trainer = self._trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        b = self.cfg.SOLVER.SAMPLES_PER_BATCH
+        first, last = rank + world * batch_idx * b, rank + world * ((batch_idx + 1) * b - 1)
+        return (f"training samples {first}..{last}{f' (every {world}th)' if world > 1 else ''} of dataset "
+                f"{self.cfg.DATASET.NAME!r} with SYSTEM.SEED {self.cfg.SYSTEM.SEED}")
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         output = self.model(batch["image"])
