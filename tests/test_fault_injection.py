@@ -6,6 +6,7 @@ end the result must equal an uninterrupted run's, bit for bit.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -20,9 +21,11 @@ from conftest import BIN, run_cli, run_main, tiny_args
 from faults import run_with_kills
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from emseg_plugins.config import load_config
 from emseg_plugins.datasets.synthetic_em import make_em_volume
 from emseg_plugins.datasets.volume_io import write_volume
-from emseg_plugins.engine.checkpoint import load_checkpoint
+from emseg_plugins.engine.checkpoint import AtomicCheckpointIO, load_checkpoint
+from emseg_plugins.engine.trainer import build_trainer
 from emseg_plugins.inference.deploy import PLAN_FILE, Plan
 
 SEEDS = (0, 1, 2)
@@ -153,10 +156,11 @@ def test_deploy_killed_at_random_moments_ends_byte_identical(reference, tmp_path
 
 
 def test_resume_removes_what_the_stopped_run_wrote_after_last_ckpt(reference, tmp_path):
-    """A run stopped after a scored checkpoint and a torn temporary file but before last.ckpt caught up."""
+    """A run stopped after a scored checkpoint and a torn temporary file but before last.ckpt caught up,
+    then copied elsewhere (its top-k bookkeeping must follow it)."""
     ref_dir, _ = reference
-    run_dir = tmp_path / "run"
-    assert run_main("pytc-train", *tiny_args(run_dir, *TRAIN)).returncode == 0
+    run_dir = tmp_path / "moved"
+    shutil.copytree(ref_dir, run_dir)
     ckpts = run_dir / "checkpoints"
     scored = sorted(ckpts.glob("step*.ckpt"))
     shutil.copy(scored[0], ckpts / "last.ckpt")  # last.ckpt at an earlier step than the newest scored one
@@ -165,7 +169,20 @@ def test_resume_removes_what_the_stopped_run_wrote_after_last_ckpt(reference, tm
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"removed {scored[-1].name}" in result.stdout and "removed .last.ckpt.x1y2.tmp" in result.stdout
     assert sorted(p.name for p in ckpts.iterdir()) == sorted(p.name for p in (ref_dir / "checkpoints").iterdir())
+    assert Path(json.loads((run_dir / "metrics.json").read_text())["checkpoint"]).parent == ckpts  # not the old directory
     final = torch.load(ckpts / "last.ckpt", weights_only=True)
     expected = torch.load(ref_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["global_step"] == TOTAL
     assert all(torch.equal(final["state_dict"][k], v) for k, v in expected["state_dict"].items())
+
+
+def test_a_moved_run_directory_keeps_its_top_k_bookkeeping(reference, tmp_path):
+    """Lightning drops a ModelCheckpoint's top-k state saved under another directory; ours follows the files."""
+    ref_dir, _ = reference
+    moved = tmp_path / "moved"
+    shutil.copytree(ref_dir / "checkpoints", moved / "checkpoints")
+    ckpt = AtomicCheckpointIO().load_checkpoint(moved / "checkpoints" / "last.ckpt")
+    top_k = build_trainer(load_config(ref_dir / "config.yaml", overrides=["DATASET.OUTPUT_PATH", str(moved)]), moved).checkpoint_callback
+    top_k.load_state_dict(ckpt["callbacks"][top_k.state_key])
+    assert set(top_k.best_k_models) == {str(p) for p in (moved / "checkpoints").glob("step*.ckpt")} != set()
+    assert Path(top_k.best_model_path).parent == moved / "checkpoints"

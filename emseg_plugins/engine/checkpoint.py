@@ -27,7 +27,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, tmp)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
-        return load_checkpoint(path)
+        return relocate(load_checkpoint(path), Path(path).parent)
+
+
+def relocate(ckpt: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """Point the checkpoint callbacks' saved paths at ``directory`` (where the checkpoint now lies), so a
+    run directory that was moved or copied keeps its top-k bookkeeping (Lightning drops it otherwise)."""
+    for state in ckpt.get("callbacks", {}).values():
+        if not isinstance(state, dict) or not state.get("dirpath") or Path(state["dirpath"]) == directory:
+            continue
+        state["dirpath"] = str(directory)
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            if state.get(key):
+                state[key] = str(directory / Path(state[key]).name)
+        state["best_k_models"] = {str(directory / Path(k).name): v for k, v in state.get("best_k_models", {}).items()}
+    return ckpt
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
