@@ -48,6 +48,8 @@ class SegmentationModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Besides Lightning's state: RNG state, skipped batches, and whether early stopping ended the run."""
+        if self._trainer is not None and self._trainer.logger is not None and self._trainer.is_global_zero:
+            self._trainer.logger.save()  # the metrics of every step this checkpoint counts are on disk before it
         checkpoint["rng"] = rng_state()
         checkpoint["skipped_batches"] = self.skipped_batches
         checkpoint["stopped_early"] = self.trainer.should_stop and self.trainer.global_step < self.trainer.max_steps
@@ -68,10 +70,22 @@ class SegmentationModule(pl.LightningModule):
         loss, parts = multitask_loss(self.terms, output, batch, self.cfg.LOSS.AUX_WEIGHTS)
         if not torch.isfinite(loss):
             return self.nonfinite(loss, batch_idx)
-        self.log("train/loss", loss, prog_bar=True)
-        if len(parts) > 1:  # deep supervision or several losses: each part on its own
-            self.log_dict({f"train/loss_{name}": value for name, value in parts.items()})
+        self.log("train/loss", loss, prog_bar=True, logger=False)
+        parts = {f"train/loss_{name}": value for name, value in parts.items()} if len(parts) > 1 else {}  # each part on its own
+        self.log_step_metrics(batch_idx, {"train/loss": loss, **parts})
         return loss
+
+    def log_step_metrics(self, batch_idx: int, metrics: dict[str, torch.Tensor]) -> None:
+        """Straight to the logger, every ``MONITOR.LOG_EVERY_N_STEPS`` optimizer steps (last micro-batch).
+
+        Lightning would log them after the step's checkpoint callbacks; a kill in between lost the
+        metrics of a step that the checkpoint counts as done, leaving a gap in the resumed history.
+        """
+        trainer, s = self._trainer, self.cfg.SOLVER
+        if trainer is None or trainer.logger is None or not trainer.is_global_zero or (batch_idx + 1) % s.ITERATION_STEP:
+            return
+        if self.global_step % self.cfg.MONITOR.LOG_EVERY_N_STEPS == 0:
+            trainer.logger.log_metrics({name: float(value) for name, value in metrics.items()}, step=self.global_step)
 
     def nonfinite(self, loss: torch.Tensor, batch_idx: int) -> None:
         """``SOLVER.NONFINITE``: skip the batch (no optimizer step), or stop with :class:`TrainingError`."""
