@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/demo.yaml
 
-.PHONY: install demo test browser clean
+.PHONY: install demo test browser clean bench bench-quick
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,13 @@ demo: install
 
 test: install browser
 	$(BIN)/python -m pytest -q tests
+
+# Every benchmark, one report: benchmarks/RESULTS.md (full: over an hour on 2 CPU cores; quick: about 5 minutes).
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+bench-quick: install
+	$(BIN)/python benchmarks/run_all.py --quick
 
 # The neuroglancer viewer test drives a real headless Chromium (Debian's `chromium`); where it cannot
 # be installed (no root, no apt) that one test says so and skips.

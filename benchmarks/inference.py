@@ -7,13 +7,16 @@ watershed + stitching throughput. All in one run, on the same models, weights an
    1024x1024 slice, 3D MONAI UNet on 64x256x256 (``--quick``: 512x512 and 32x128x128). A/B rounds
    alternate so machine drift hits both; the best (minimum) time of the rounds is reported, the
    least disturbed by other processes on a shared machine.
-2. TTA: the same predictor with INFERENCE.AUG_MODE mean, AUG_NUM 4 and 8 (2D), 8 and 16 (3D).
+2. TTA: the same predictor with INFERENCE.AUG_MODE mean, AUG_NUM 4 and 8 (2D), 8 and 16 (3D); ``--quick``: 4 (2D, 3D).
 3. `emseg predict` (chunked deploy) peak RSS on a volume and on one 8x larger (2x per axis), each
    in its own subprocess (peak RSS of the child via getrusage(RUSAGE_CHILDREN)); same block size.
 4. Seeded watershed per block + cross-block stitching on a 256^3 synthetic mito volume (``--quick``:
    128^3), against one whole-volume watershed.
 
-    .venv/bin/python benchmarks/inference.py [--quick] [--rounds 4]
+Targets: ours/MONAI voxels/s >= 1.0; deploy peak RSS growth <= 1.2 for 8x the voxels. ``--quick``
+also runs 1 round unless ``--rounds`` is given (so its ratios are noisier).
+
+    .venv/bin/python benchmarks/inference.py [--quick] [--rounds 4] [--json PATH]
 
 Weights are random (throughput and memory do not depend on them).
 """
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from figures import Figure, add_json_argument, meets, write_figures  # benchmarks/figures.py, next to this script
 from monai.inferers import sliding_window_inference
 
 from emseg_plugins.config import load_config
@@ -48,6 +52,7 @@ MODELS = {  # config overrides on configs/demo.yaml
         "MODEL.MONAI_UNET.CHANNELS", "[16, 32, 64, 128]", "MODEL.MONAI_UNET.STRIDES", "[2, 2, 2]", "MODEL.MONAI_UNET.NUM_RES_UNITS", "1",
         "INFERENCE.SAMPLES_PER_BATCH", "2"],
 }
+Rows = list[tuple[str, float, str]]  # console rows: (what, voxels/s, notes)
 RSS_CHILD = "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
 
 
@@ -73,7 +78,7 @@ def monai_direct(model, image, cfg):
         return torch.sigmoid(out).numpy()
 
 
-def throughput(dims: int, shape: tuple[int, int, int], rounds: int, tta: list[int]) -> list[tuple[str, float, str]]:
+def throughput(dims: int, shape: tuple[int, int, int], rounds: int, tta: list[int]) -> tuple[Rows, list[Figure]]:
     cfg = load_config(DEMO, overrides=MODELS[dims])
     model = SegmentationModule(cfg.dump()).model.eval()
     image = make_em_volume(shape if dims == 3 else (3, *shape[1:]), seed=1).image[: shape[0]]
@@ -90,14 +95,21 @@ def throughput(dims: int, shape: tuple[int, int, int], rounds: int, tta: list[in
     name = f"{dims}D {cfg.MODEL.ARCHITECTURE} {'x'.join(map(str, shape))}"
     rows = [(f"{name}: ours (predict_outputs)", voxels / t_ours, f"ratio ours/MONAI {t_monai / t_ours:.3f}"),
             (f"{name}: MONAI sliding_window_inference", voxels / t_monai, "")]
+    best = f"best of {rounds} alternating round{'s' * (rounds > 1)}"
+    figures = [Figure("inference", f"{name}: voxels/s ours vs MONAI", voxels / t_ours, "voxels/s",
+                      "MONAI sliding_window_inference (same model, window, overlap, blending)", voxels / t_monai, t_monai / t_ours,
+                      ">= 1.0", meets(t_monai / t_ours, ">= 1.0"), f"{best}; outputs equal within 1e-4")]
     for n in tta:
         aug = load_config(DEMO, overrides=[*MODELS[dims], "INFERENCE.AUG_MODE", "mean", "INFERENCE.AUG_NUM", str(n)])
         t = min(timed(lambda aug=aug: ours(model, image, aug)) for _ in range(rounds))
         rows.append((f"{name}: ours + TTA x{n}", voxels / t, f"time x{t / t_ours:.2f} of no TTA"))
-    return rows
+        figures.append(Figure("inference", f"{name}: TTA x{n} (AUG_MODE mean) cost", voxels / t, "voxels/s",
+                              "ours without TTA", voxels / t_ours, t / t_ours,
+                              note=f"ratio = time with TTA / time without; {best.replace('alternating ', '')}"))
+    return rows, figures
 
 
-def deploy_rss(small: tuple[int, int, int], block: tuple[int, int, int], tmp: Path) -> list[tuple[str, float, str]]:
+def deploy_rss(small: tuple[int, int, int], block: tuple[int, int, int], tmp: Path) -> tuple[Rows, list[Figure]]:
     overrides = ["MODEL.FILTERS", "[8, 16, 32, 64]", "INFERENCE.INPUT_SIZE", "[1, 64, 64]", "INFERENCE.SAMPLES_PER_BATCH", "8"]
     cfg = load_config(DEMO, overrides=overrides)
     ckpt = tmp / "w.ckpt"
@@ -116,11 +128,16 @@ def deploy_rss(small: tuple[int, int, int], block: tuple[int, int, int], tmp: Pa
             raise SystemExit(result.stderr[-2000:])
         peaks[shape] = (int(result.stdout.strip().splitlines()[-1]) / 1024, seconds, int(np.prod(shape)))
     (rss_s, t_s, v_s), (rss_b, t_b, v_b) = peaks[small], peaks[big]
-    return [(f"deploy {'x'.join(map(str, small))} (block {'x'.join(map(str, block))})", v_s / t_s, f"peak RSS {rss_s:.0f} MiB"),
-            (f"deploy {'x'.join(map(str, big))} (8x voxels)", v_b / t_b, f"peak RSS {rss_b:.0f} MiB: growth x{rss_b / rss_s:.3f}")]
+    x = "x".join
+    rows = [(f"deploy {x(map(str, small))} (block {x(map(str, block))})", v_s / t_s, f"peak RSS {rss_s:.0f} MiB"),
+            (f"deploy {x(map(str, big))} (8x voxels)", v_b / t_b, f"peak RSS {rss_b:.0f} MiB: growth x{rss_b / rss_s:.3f}")]
+    figures = [Figure("inference", f"emseg predict peak RSS, {x(map(str, big))} (8x voxels)", rss_b, "MiB",
+                      f"the same on {x(map(str, small))}", rss_s, rss_b / rss_s, "<= 1.2", meets(rss_b / rss_s, "<= 1.2"),
+                      f"block {x(map(str, block))}; each run in its own process; {v_b / t_b:,.0f} vs {v_s / t_s:,.0f} voxels/s")]
+    return rows, figures
 
 
-def watershed_stitch(size: int, block: int) -> list[tuple[str, float, str]]:
+def watershed_stitch(size: int, block: int) -> tuple[Rows, list[Figure]]:
     mito = make_em_volume((size,) * 3, seed=3).mito.astype(np.float32)  # the foreground map of a perfect model
     voxels = mito.size
     start = time.perf_counter()
@@ -137,31 +154,40 @@ def watershed_stitch(size: int, block: int) -> list[tuple[str, float, str]]:
     t_total = time.perf_counter() - start
     t_whole = timed(lambda: watershed_instances(mito, 0.5, seed_distance=2.0))
     whole_n = int(watershed_instances(mito, 0.5, seed_distance=2.0).max())
-    return [(f"watershed {size}^3 in {len(boxes)} blocks of {block}^3 + stitch", voxels / t_total,
-             f"{t_total:.1f} s ({t_total - t_blocks:.1f} s stitching); {len(np.unique(stitched)) - 1} objects"),
+    n_stitched = len(np.unique(stitched)) - 1
+    rows = [(f"watershed {size}^3 in {len(boxes)} blocks of {block}^3 + stitch", voxels / t_total,
+             f"{t_total:.1f} s ({t_total - t_blocks:.1f} s stitching); {n_stitched} objects"),
             (f"watershed {size}^3 whole volume", voxels / t_whole, f"{t_whole:.1f} s; {whole_n} objects; ratio blocks/whole {t_whole / t_total:.2f}")]
+    figures = [Figure("inference", f"watershed {size}^3: {len(boxes)} blocks of {block}^3 + stitching", voxels / t_total, "voxels/s",
+                      "one whole-volume watershed", voxels / t_whole, t_whole / t_total,
+                      note=f"{n_stitched} objects stitched vs {whole_n} whole; {t_total - t_blocks:.1f} s of {t_total:.1f} s stitching")]
+    return rows, figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes (minutes on a laptop CPU)")
-    parser.add_argument("--rounds", type=int, default=4, help="alternating A/B rounds (best of)")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating A/B rounds (best of; default 4, quick 1)")
+    add_json_argument(parser)
     args = parser.parse_args()
+    args.rounds = args.rounds or (1 if args.quick else 4)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    rows = []
+    parts = []
     if args.quick:
-        rows += throughput(2, (1, 512, 512), args.rounds, [4, 8])
-        rows += throughput(3, (32, 128, 128), args.rounds, [8])
+        parts.append(throughput(2, (1, 512, 512), args.rounds, [4]))
+        parts.append(throughput(3, (32, 128, 128), args.rounds, [4]))
     else:
-        rows += throughput(2, (1, 1024, 1024), args.rounds, [4, 8])
-        rows += throughput(3, (64, 256, 256), args.rounds, [8, 16])
+        parts.append(throughput(2, (1, 1024, 1024), args.rounds, [4, 8]))
+        parts.append(throughput(3, (64, 256, 256), args.rounds, [8, 16]))
     with tempfile.TemporaryDirectory() as tmp:
-        rows += deploy_rss((16, 128, 128) if args.quick else (32, 256, 256), (8, 128, 128), Path(tmp))
-    rows += watershed_stitch(128 if args.quick else 256, 64 if args.quick else 128)
+        parts.append(deploy_rss((16, 128, 128) if args.quick else (32, 256, 256), (8, 128, 128), Path(tmp)))
+    parts.append(watershed_stitch(128 if args.quick else 256, 64 if args.quick else 128))
+    rows = [row for part_rows, _ in parts for row in part_rows]
     width = max(len(r[0]) for r in rows)
     print(f"\n{'what':<{width}}  {'voxels/s':>12}  notes")
     for name, rate, note in rows:
         print(f"{name:<{width}}  {rate:>12,.0f}  {note}")
+    write_figures(args.json, [figure for _, part_figures in parts for figure in part_figures])
 
 
 if __name__ == "__main__":

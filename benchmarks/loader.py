@@ -11,13 +11,14 @@ full augmentation (every ``AUGMENTOR.*.P`` = 0.5 plus flips, 90-degree rotations
 - ratio: loader / model; the target is >= 3 (the loader is never the bottleneck).
 
 The two are timed one after the other, not concurrently (on a machine with few cores they compete
-for the same CPUs during real training). ``--quick``: 2D 128 x 128 and 3D 32 x 64 x 64, fewer batches.
+for the same CPUs during real training). ``--quick``: 2D 128 x 128 and 3D 32 x 64 x 64, fewer batches,
+and only the ``memory`` source unless ``--sources`` names others.
 
 A source is a function ``(cfg, num_samples) -> torch Dataset`` yielding batch-schema samples
 (docs/schemas.md) for ``cfg.DATASET``'s patch size: ``memory`` (in-memory volume) and ``cellmap``
 (cellmap-data on a synthetic CellMap-layout zarr root written to a temporary directory).
 
-    .venv/bin/python benchmarks/loader.py [--quick] [--workers 2] [--batches 20] [--steps 5] [--sources memory]
+    .venv/bin/python benchmarks/loader.py [--quick] [--workers 2] [--batches 20] [--steps 5] [--sources memory] [--json PATH]
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from figures import Figure, add_json_argument, meets, write_figures  # benchmarks/figures.py, next to this script
 from torch.utils.data import DataLoader, Dataset
 from yacs.config import CfgNode as CN
 
@@ -115,8 +117,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batches", type=int, default=None, help="timed loader batches (default 20, quick 6)")
     parser.add_argument("--steps", type=int, default=None, help="timed training steps (default 5, quick 3)")
-    parser.add_argument("--sources", default=",".join(SOURCES), help=f"comma-separated, of {', '.join(SOURCES)}")
+    parser.add_argument("--sources", default=None, help=f"comma-separated, of {', '.join(SOURCES)} (default all; quick: memory)")
+    add_json_argument(parser)
     args = parser.parse_args()
+    args.sources = args.sources or ("memory" if args.quick else ",".join(SOURCES))
     batches = args.batches or (6 if args.quick else 20)
     steps = args.steps or (3 if args.quick else 5)
     rows = []
@@ -135,8 +139,14 @@ def main() -> None:
     print(f"\nworkers {args.workers}, torch threads {torch.get_num_threads()}, full augmentation; ratio target >= 3")
     print("| case | source | patch | batch | loader samples/s | model samples/s (steps/s) | ratio |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
+    figures = []
     for case, source, size, batch, loaded, consumed in rows:
         print(f"| {case} | {source} | {size} | {batch} | {loaded:.1f} | {consumed:.1f} ({consumed / batch:.2f}) | {loaded / consumed:.1f} |")
+        figures.append(Figure(
+            "loader", f"{case} {size} / {source}: loader samples/s vs training", loaded, "samples/s",
+            "training steps' consumption (fwd, loss, bwd, AdamW; timed after)", consumed, loaded / consumed, ">= 3",
+            meets(loaded / consumed, ">= 3"), f"batch {batch}, {args.workers} workers, full augmentation"))
+    write_figures(args.json, figures)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 A small version of the loss-optimisation study: each loss trains `configs/demo.yaml` for
 `--steps` optimizer steps (same seed, data and schedule), then the held-out volume is predicted
 with sliding windows. Prints per-class Dice and each loss's change against the first.
+``--quick``: 20 steps and the first two losses (unless --steps / --losses say otherwise).
 
-    .venv/bin/python benchmarks/losses_compare.py [--steps 200] [--losses dice_bce per_class_combo ohem]
+    .venv/bin/python benchmarks/losses_compare.py [--quick] [--steps 200] [--losses dice_bce per_class_combo ohem] [--json PATH]
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from figures import Figure, add_json_argument, ratio_of, write_figures  # benchmarks/figures.py, next to this script
 
 BIN = Path(sys.executable).parent
 # Per-loss settings of the study: per_class_combo weights the harder, thinner class up.
@@ -34,9 +37,13 @@ def train_and_score(config: str, loss: str, steps: int, run_dir: Path) -> tuple[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default="configs/demo.yaml")
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--losses", nargs="+", default=["dice_bce", "per_class_combo", "ohem"])
+    parser.add_argument("--quick", action="store_true", help="20 steps, the first two losses (unless given)")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per loss (default 200, quick 20)")
+    parser.add_argument("--losses", nargs="+", default=None, help="default dice_bce per_class_combo ohem (quick: the first two)")
+    add_json_argument(parser)
     args = parser.parse_args()
+    args.steps = args.steps or (20 if args.quick else 200)
+    args.losses = args.losses or ["dice_bce", "per_class_combo", "ohem"][: 2 if args.quick else 3]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for loss in args.losses:
@@ -49,10 +56,19 @@ def main() -> None:
             print(f"  {loss}: {' '.join(STUDY_OVERRIDES[loss])}")
     print(f"{'loss':<16}" + "".join(f"{c + ' Dice':>11}" for c in classes) + f"{'mean':>9}{'vs ' + first:>14}{'time s':>8}")
     base = sum(results[first][0][c]["dice"] for c in classes) / len(classes)
+    figures = []
     for loss, (metrics, seconds) in results.items():
         mean = sum(metrics[c]["dice"] for c in classes) / len(classes)
+        change = f"{100 * (mean - base) / base:>+13.1f}%" if base else f"{'n/a':>14}"  # a first loss at Dice 0 (tiny budgets)
         print(f"{loss:<16}" + "".join(f"{metrics[c]['dice']:>11.4f}" for c in classes)
-              + f"{mean:>9.4f}{100 * (mean - base) / base:>+13.1f}%{seconds:>8.0f}")
+              + f"{mean:>9.4f}{change}{seconds:>8.0f}")
+        settings = f" ({' '.join(STUDY_OVERRIDES[loss])})" if loss in STUDY_OVERRIDES else ""
+        figures.append(Figure(
+            "losses_compare", f"{loss} mean held-out Dice ({args.steps} steps)", mean, "Dice",
+            f"first loss {first} (same steps, seed, data)" if loss != first else "", base if loss != first else None,
+            ratio_of(mean, base) if loss != first else None,
+            note=", ".join(f"{c} {metrics[c]['dice']:.4f}" for c in classes) + f"; train + predict {seconds:.0f} s{settings}"))
+    write_figures(args.json, figures)
 
 
 if __name__ == "__main__":

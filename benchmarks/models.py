@@ -19,7 +19,10 @@ Each model is measured in its own fresh Python process, on the CPU, with torch's
   and temporaries, as the allocator holds them in RAM (Linux only). The parameters' own float32
   size is printed separately.
 
-    .venv/bin/python benchmarks/models.py [--quick] [--repeats 5] [--threads N] [--mednext-sizes S,B,M,L] [--only mednext]
+``--json PATH`` writes each model's time per sample and peak step memory, each against
+``monai_basic_unet`` at the same dims and input size (ratio = model / monai_basic_unet).
+
+    .venv/bin/python benchmarks/models.py [--quick] [--repeats 5] [--threads N] [--mednext-sizes S,B,M,L] [--only mednext] [--json PATH]
 """
 from __future__ import annotations
 
@@ -32,6 +35,9 @@ import sys
 import time
 from pathlib import Path
 
+from figures import Figure, add_json_argument, ratio_of, write_figures  # benchmarks/figures.py, next to this script
+
+PEER = "monai_basic_unet"  # every model's time and memory are compared with it at the same dims and size
 SIZES = {False: {2: (256, 256), 3: (64, 128, 128)}, True: {2: (128, 128), 3: (32, 64, 64)}}
 
 
@@ -124,14 +130,15 @@ def label(case: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2D 128x128 and 3D 32x64x64, 3 repeats")
-    parser.add_argument("--repeats", type=int, default=None, help="timed steps after the warm-up (default 5; quick 3)")
+    parser.add_argument("--quick", action="store_true", help="2D 128x128 and 3D 32x64x64, 2 repeats")
+    parser.add_argument("--repeats", type=int, default=None, help="timed steps after the warm-up (default 5; quick 2)")
     parser.add_argument("--mednext-sizes", default="S", help="comma-separated MedNeXt sizes (S,B,M,L); default S")
     parser.add_argument("--only", default="", help="comma-separated model names to keep (joenet, monai_unet, ...)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's, = cores)")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: one measurement, JSON in and out
+    add_json_argument(parser)
     args = parser.parse_args(argv)
-    repeats = args.repeats or (3 if args.quick else 5)
+    repeats = args.repeats or (2 if args.quick else 5)
     if args.case:
         print(json.dumps(measure(json.loads(args.case), args.quick, repeats, args.threads)))
         return
@@ -145,21 +152,47 @@ def main(argv: list[str] | None = None) -> None:
     print(header)
     print("-" * len(header))
     threads = "?"
+    results: list[tuple[dict, dict | None, str]] = []  # (case, measurement or None, failure line)
     for case in selected:
         cmd = [sys.executable, __file__, "--case", json.dumps(case), "--repeats", str(repeats), "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
         done = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if done.returncode:
             tail = (done.stderr.strip().splitlines() or ["?"])[-1]
             print(f"{label(case):<18}{case['dims']:>4}D  failed: {tail}")
+            results.append((case, None, tail))
             continue
         r = json.loads(done.stdout.strip().splitlines()[-1])
         threads = r["threads"]
         spread = f"({r['min_s']:.3f}-{r['max_s']:.3f})"
         print(f"{label(case):<18}{case['dims']:>3}D {r['shape']:>13} {r['params']:>11,} {r['param_mib']:>10.1f} "
               f"{r['median_s']:>17.3f} {spread:>15} {r['peak_step_mib']:>14.0f}", flush=True)
+        results.append((case, r, ""))
     print(f"\nload average after: {os.getloadavg()[0]:.2f} (other processes on the cores inflate the times)")
     print(f"torch threads: {threads}; peak step MiB = kernel peak RSS (VmHWM) during "
           "warm-up + timed steps minus RSS after building model and input")
+    write_figures(args.json, figures_of(results, repeats))
+
+
+def figures_of(results: list[tuple[dict, dict | None, str]], repeats: int) -> list[Figure]:
+    """Time per sample and peak step memory of each model, against PEER at the same dims (and size)."""
+    peers = {case["dims"]: r for case, r, _ in results if case["model"] == PEER and r}
+    figures = []
+    for case, r, failure in results:
+        name = f"{label(case)} {case['dims']}D"
+        if r is None:
+            figures.append(Figure("models", f"{name} fwd+bwd time per sample", float("nan"), "s", note=f"failed: {failure}"))
+            continue
+        peer = peers.get(case["dims"]) if case["model"] != PEER else None
+        peer_name = f"{PEER} {case['dims']}D {r['shape']}" if peer else ""
+        for what, key, unit, extra in (
+            ("fwd+bwd time per sample", "median_s", "s", f"median of {repeats} after 1 warm-up ({r['min_s']:.3f}-{r['max_s']:.3f} s)"),
+            ("peak step memory", "peak_step_mib", "MiB", "peak RSS during the steps minus RSS after building model and input"),
+        ):
+            peer_value = peer[key] if peer else None
+            figures.append(Figure(
+                "models", f"{name} {r['shape']} {what}", r[key], unit, peer_name, peer_value, ratio_of(r[key], peer_value),
+                note=f"{extra}; {r['params']:,} parameters ({r['param_mib']:.1f} MiB); CPU, batch 1, {r['threads']} threads"))
+    return figures
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 Both run the same model (built from the config by the registry), the same loss, AdamW + the same
 LR schedule, and the same pre-computed batches, in this process, alternating A/B rounds so that
-machine drift hits both. Prints steps/s of each and the overhead ratio.
+machine drift hits both. Prints steps/s of each and the overhead ratio (target: overhead <= 5 %,
+i.e. engine steps/s / bare-loop steps/s >= 0.95). ``--quick``: 10 timed steps after 3 warm-up, 2 rounds.
 
-    .venv/bin/python benchmarks/train_overhead.py [--config-file configs/demo.yaml] [--steps 60] [--rounds 3]
+    .venv/bin/python benchmarks/train_overhead.py [--quick] [--config-file configs/demo.yaml] [--steps 60] [--rounds 3] [--json PATH]
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 
 import pytorch_lightning as pl
 import torch
+from figures import Figure, add_json_argument, meets, write_figures  # benchmarks/figures.py, next to this script
 from torch.utils.data import DataLoader
 
 from emseg_plugins.config import load_config
@@ -72,10 +74,16 @@ def lightning_loop(cfg, batches, warmup: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default="configs/demo.yaml")
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="10 timed steps after 3 warm-up, 2 rounds (unless given)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per round (default 60, quick 10)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed first steps per round (default 10, quick 3)")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating A/B rounds (default 3, quick 2)")
+    add_json_argument(parser)
     args = parser.parse_args()
+    defaults = {"steps": (60, 10), "warmup": (10, 3), "rounds": (3, 2)}
+    for name, (full, quick) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     steps = args.steps + args.warmup
     cfg = load_config(args.config_file, overrides=[
         "SOLVER.ITERATION_TOTAL", str(steps), "SOLVER.ITERATION_VAL", str(10 * steps),  # no validation in the window
@@ -95,6 +103,11 @@ def main() -> None:
     print(f"bare PyTorch loop : {b:7.3f} steps/s  (rounds: {', '.join(f'{x:.3f}' for x in bare)})")
     print(f"pytc-train engine : {l:7.3f} steps/s  (rounds: {', '.join(f'{x:.3f}' for x in light)})")
     print(f"overhead          : {100 * (b / l - 1):+6.2f} %  (target <= 5 %)")
+    write_figures(args.json, [Figure(
+        "train_overhead", f"training steps/s, pytc-train engine vs bare loop ({cfg.MODEL.ARCHITECTURE}, batch {batch})",
+        l, "steps/s", "bare PyTorch loop (same model, batches, AdamW + schedule)", b, l / b, ">= 0.95", meets(l / b, ">= 0.95"),
+        f"overhead {100 * (b / l - 1):+.2f} % (target <= 5 %); median of {args.rounds} alternating rounds of "
+        f"{args.steps} timed steps after {args.warmup} warm-up")])
 
 
 if __name__ == "__main__":
