@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from conftest import BIN, run_cli, run_main, tiny_args
+from conftest import BIN, run_cli, tiny_args
 from faults import run_with_kills
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -165,7 +165,7 @@ def test_resume_removes_what_the_stopped_run_wrote_after_last_ckpt(reference, tm
     scored = sorted(ckpts.glob("step*.ckpt"))
     shutil.copy(scored[0], ckpts / "last.ckpt")  # last.ckpt at an earlier step than the newest scored one
     (ckpts / ".last.ckpt.x1y2.tmp").write_bytes(b"torn")
-    result = run_main("pytc-train", *tiny_args(run_dir, *TRAIN))
+    result = run_cli("pytc-train", *tiny_args(run_dir, *TRAIN))  # a fresh process, as the reference ran (same threads)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"removed {scored[-1].name}" in result.stdout and "removed .last.ckpt.x1y2.tmp" in result.stdout
     assert sorted(p.name for p in ckpts.iterdir()) == sorted(p.name for p in (ref_dir / "checkpoints").iterdir())
