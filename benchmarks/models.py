@@ -184,14 +184,15 @@ def figures_of(results: list[tuple[dict, dict | None, str]], repeats: int) -> li
             continue
         peer = peers.get(case["dims"]) if case["model"] != PEER else None
         peer_name = f"{PEER} {case['dims']}D {r['shape']}" if peer else ""
-        for what, key, unit, extra in (
-            ("fwd+bwd time per sample", "median_s", "s", f"median of {repeats} after 1 warm-up ({r['min_s']:.3f}-{r['max_s']:.3f} s)"),
+        timing = (f"median of {repeats} after 1 warm-up ({r['min_s']:.3f}-{r['max_s']:.3f} s); "
+                  f"{r['params']:,} parameters ({r['param_mib']:.1f} MiB); CPU, batch 1, {r['threads']} threads")
+        for what, key, unit, note in (
+            ("fwd+bwd time per sample", "median_s", "s", timing),
             ("peak step memory", "peak_step_mib", "MiB", "peak RSS during the steps minus RSS after building model and input"),
         ):
             peer_value = peer[key] if peer else None
-            figures.append(Figure(
-                "models", f"{name} {r['shape']} {what}", r[key], unit, peer_name, peer_value, ratio_of(r[key], peer_value),
-                note=f"{extra}; {r['params']:,} parameters ({r['param_mib']:.1f} MiB); CPU, batch 1, {r['threads']} threads"))
+            figures.append(Figure("models", f"{name} {r['shape']} {what}", r[key], unit, peer_name, peer_value,
+                                  ratio_of(r[key], peer_value), note=note))
     return figures
 
 
