@@ -12,10 +12,10 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+
+from emseg_plugins.utils.atomic import atomic_write_text
 
 
 @dataclass
@@ -68,12 +68,4 @@ def write_figures(path: str | os.PathLike | None, figures: Iterable[Figure]) -> 
     if path is None:
         return
     records = [{k: _finite(v) for k, v in dataclasses.asdict(f).items()} for f in figures]
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(records, out, indent=1)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(records, indent=1))

@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from emseg_plugins.utils.atomic import atomic_write_text  # the project's own atomic write (fsync, rename)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BENCHMARKS = ["train_overhead", "loader", "inference", "models", "losses_compare", "demo_quality"]  # quickest first
@@ -210,17 +212,6 @@ def render(header: list[str], runs: list[tuple[str, list[dict], str, float]], lo
     return "\n".join(lines)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     scripts_dir = Path(args.scripts_dir)
@@ -242,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{failure or f'ok, {len(figures)} figures'} ({seconds:.0f} s)", flush=True)
         runs.append((name, figures, failure, seconds))
         header = machine_header(args.quick, started, time.perf_counter() - t0, args.timeout, load_before)
-        write_atomic(output, render(header, runs, logs, pending=selected[i:]))  # a stopped run keeps what it measured
+        atomic_write_text(output, render(header, runs, logs, pending=selected[i:]))  # a stopped run keeps what it measured
     failed = [name for name, _, failure, _ in runs if failure]
     print(f"wrote {output}" + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
     return 1 if failed else 0
