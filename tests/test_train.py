@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import time
@@ -159,3 +160,32 @@ def test_mednext_deep_supervision_logs_each_head(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     scalars = set(EventAccumulator(str(run_dir / "tensorboard")).Reload().Tags()["scalars"])
     assert {"train/loss_main", "train/loss_aux1", "train/loss_aux4"} <= scalars
+
+
+def test_checkpoints_survive_plugins_installed_or_removed(tiny_run, plugin_sites, tmp_path):
+    """A plugin's config node (MODEL.TINY_UNET, DATASET.BLOBS) appearing or disappearing after training
+    does not touch the keys this model uses: resume, --inference and emseg predict still accept the run."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    with_plugin = {"pythonpath": [plugin_sites["example"]]}
+    resumed = run_cli("pytc-train", *tiny_args(run_dir, "SOLVER.ITERATION_TOTAL", "8"), **with_plugin)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout and "at step 6" in resumed.stdout
+    last = run_dir / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=True)
+    assert saved["global_step"] == 8 and "TINY_UNET" in saved["hyper_parameters"]["cfg_yaml"]  # trained with the node
+
+    volume = tmp_path / "em.h5"
+    with h5py.File(volume, "w") as f:
+        f["main"] = np.random.default_rng(0).integers(0, 255, (2, 48, 48), dtype=np.uint8)
+    predicted = run_cli("emseg", "predict", "--config-file", str(TINY), "--checkpoint", str(last), "--input", f"{volume}:/main",
+                        "--output", str(tmp_path / "pred.zarr"), "--block", "2", "32", "32", "--no-progress", **with_plugin)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+
+    # and the plugin removed again: the checkpoint that carries its node still predicts
+    inferred = run_cli("pytc-train", *tiny_args(run_dir, "SOLVER.ITERATION_TOTAL", "8"), "--inference", "--checkpoint", str(last))
+    assert inferred.returncode == 0, inferred.stderr[-3000:]
+    assert (run_dir / "predictions" / "synthetic-val.h5").is_file()
+
+    changed = run_main("pytc-train", *tiny_args(run_dir, "MODEL.FILTERS", "[4, 16]"), "--inference", "--checkpoint", str(last))
+    assert changed.returncode == 2 and "MODEL.FILTERS = [4, 8] but the config has [4, 16]" in changed.stderr

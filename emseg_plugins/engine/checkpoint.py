@@ -83,24 +83,32 @@ def checkpoint_config(ckpt: dict[str, Any]) -> CN:
 
 
 def check_compatible(ckpt: dict[str, Any], cfg: CN, path: str | Path) -> None:
-    """:class:`CheckpointError` naming the first model-defining key where ``ckpt`` and ``cfg`` differ."""
+    """:class:`CheckpointError` naming the first model-defining key where ``ckpt`` and ``cfg`` differ.
+
+    Only keys both configs have are compared: a node that only one side has belongs to a plugin
+    installed or removed since training (e.g. PyTC's ``MODEL.PYTC``), which this model does not read.
+    A model whose own node is gone cannot be built, and that is reported where it is built.
+    """
     saved = checkpoint_config(ckpt)
     for key in MODEL_KEYS:
-        mine, theirs = lookup(cfg, key), lookup(saved, key)
-        if mine != theirs:
-            key, mine, theirs = _first_difference(key, mine, theirs)
+        difference = _first_difference(key, lookup(cfg, key), lookup(saved, key))
+        if difference is not None:
+            key, mine, theirs = difference
             raise CheckpointError(
                 f"{path}: checkpoint was trained with {key} = {theirs!r} but the config has {mine!r}; "
                 "use another DATASET.OUTPUT_PATH, or match the config to the checkpoint"
             )
 
 
-def _first_difference(key: str, mine: Any, theirs: Any) -> tuple[str, Any, Any]:
+def _first_difference(key: str, mine: Any, theirs: Any) -> tuple[str, Any, Any] | None:
+    """(dotted key, mine, theirs) of the first differing leaf present on both sides, else None."""
     if isinstance(mine, CN) and isinstance(theirs, CN):
-        for sub in sorted(set(mine) | set(theirs)):
-            if mine.get(sub) != theirs.get(sub):
-                return _first_difference(f"{key}.{sub}", mine.get(sub), theirs.get(sub))
-    return key, mine, theirs
+        for sub in sorted(set(mine) & set(theirs)):
+            found = _first_difference(f"{key}.{sub}", mine[sub], theirs[sub])
+            if found is not None:
+                return found
+        return None
+    return None if mine == theirs else (key, mine, theirs)
 
 
 def discard_after(directory: Path, step: int) -> list[Path]:
