@@ -30,6 +30,7 @@ ENTRY_POINTS = {
         "ohem = emseg_plugins.losses.ohem:build_ohem",
         "discriminative = emseg_plugins.losses.discriminative:build_discriminative",
         "masked = emseg_plugins.losses.masked:build_masked",
+        "bce = emseg_plugins.losses.bce:build_bce",
     ],
     "emseg_plugins.datasets": [
         "synthetic = emseg_plugins.datasets.synthetic:build_synthetic",
@@ -58,6 +59,24 @@ ENTRY_POINTS = {
         "jarvis = emseg_plugins.datasets.jarvis:add_jarvis_config",
         "cellmap = emseg_plugins.datasets.cellmap:add_cellmap_config",
         "cellmap_challenge = emseg_plugins.challenge.config:add_challenge_config",
+    ],
+    "emseg_plugins.targets": [
+        "binary = emseg_plugins.targets:build_binary",
+        "contour = emseg_plugins.targets:build_contour",
+        "distance = emseg_plugins.targets:build_distance",
+        "affinity = emseg_plugins.targets:build_affinity",
+    ],
+    "emseg_plugins.decoders": [
+        "cc = emseg_plugins.postprocess.decoders:build_cc",
+        "watershed = emseg_plugins.postprocess.decoders:build_watershed",
+        "bc_watershed = emseg_plugins.postprocess.decoders:build_bc_watershed",
+        "bcd_watershed = emseg_plugins.postprocess.decoders:build_bcd_watershed",
+        "mutex_watershed = emseg_plugins.postprocess.decoders:build_mutex_watershed",
+    ],
+    # Providers: other frameworks' plugins under a name prefix (the entry-point name), imported only when a
+    # name with that prefix is looked up or a registry is listed in full.
+    "emseg_plugins.providers": [
+        "pytc = emseg_plugins.bridges.pytc:PROVIDER",
     ],
 }
 
@@ -99,6 +118,9 @@ setup(
         "scikit-image>=0.21",  # seeded watershed
         "connected-components-3d>=3.12",
         "fastremap>=1.14",
+        "edt>=2.4",  # multi-label anisotropic distance transforms (distance targets)
+        "fastmorph>=1.2",  # multi-label erosion (contour targets)
+        "mwatershed>=0.5",  # mutex watershed of affinities
         "dask[distributed]>=2024.1",  # chunked deploy on a local or remote Dask cluster
         "neuroglancer>=2.40",  # emseg view --neuroglancer
         # cellmap-data (s3fs/aiobotocore) and cloud-volume (boto3) both pin botocore; constraints.txt

@@ -40,7 +40,8 @@ from emseg_plugins.config import load_config
 from emseg_plugins.datasets.cellmap_synthetic import write_cellmap_root
 from emseg_plugins.datasets.patches import Volume, VolumeData
 from emseg_plugins.datasets.synthetic_em import make_em_volume
-from emseg_plugins.engine.module import SegmentationModule, logits_of
+from emseg_plugins.engine.module import SegmentationModule
+from emseg_plugins.models.outputs import logits_of
 from emseg_plugins.registry import DATASETS
 
 FULL_AUGMENTATION = [x for name in ("ROTATE", "ELASTIC", "GAMMA", "NOISE", "BLUR", "MISSINGSECTION", "MISALIGNMENT", "MOTIONBLUR")

@@ -10,12 +10,16 @@ as *broken*: a warning names it and its distribution, every other plugin still l
 it raises :class:`PluginError` with the original error. Two sources claiming one name make that
 name *conflicting*: a warning at discovery, an error naming both sources when selected.
 
-In-process code (notebooks, tests) may also use ``@MODELS.register("name")``. A *provider*
-(``Registry.add_provider``) contributes records computed at run time under a name prefix: the PyTC
-bridge (``emseg_plugins.pytc``) lists PyTorch Connectomics' own architectures and losses as
-``pytc.<name>`` when PyTC is installed. A registry may check what a builder returns
-(``check``): a model builder must return an ``nn.Module``, a dataset one an object with
-``train_dataset``/``val_dataset``; anything else is a :class:`PluginError` naming plugin and distribution.
+In-process code (notebooks, tests) may also use ``@MODELS.register("name")``. A *provider* contributes
+records computed at run time under a name prefix, for frameworks whose plugins are only known once they are
+imported. Providers arrive like every plugin, through the entry-point group ``emseg_plugins.providers``:
+the entry-point name is the prefix and its value a :class:`Provider` (``ext = ext_bridge:PROVIDER`` offers
+the framework's architectures as ``ext.<name>``). A registry imports a provider only when a name under its
+prefix is looked up or the registry is listed in full; a provider's records must carry its prefix
+(``ext.<name>``, or the prefix itself for a config node). In-process providers use ``Registry.add_provider``.
+A registry may check what a builder returns (``check``): a model builder must return an ``nn.Module``, a
+dataset one an object with ``train_dataset``/``val_dataset``; anything else is a :class:`PluginError` naming
+plugin and distribution.
 """
 from __future__ import annotations
 
@@ -24,14 +28,16 @@ import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache, partial
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import Any, Protocol
 
 from emseg_plugins.errors import PluginError, PluginWarning
 
 Builder = Callable[..., Any]
 Check = Callable[[Any], "str | None"]
-Provider = Callable[[], "list[PluginRecord]"]
+RecordSource = Callable[[], "list[PluginRecord]"]
+PROVIDERS_GROUP = "emseg_plugins.providers"
 
 
 @dataclass
@@ -62,6 +68,64 @@ class PluginRecord:
         return "broken" if self.error else "ok"
 
 
+class Provider(Protocol):
+    """What an ``emseg_plugins.providers`` entry point names. Keep its module light: import the framework it
+    bridges inside ``records``/``status``, which run only when one of its names is wanted."""
+
+    def records(self, kind: str) -> list[PluginRecord]:
+        """The records for the registry of ``kind`` (``model``, ``loss``, ``dataset``, ``config``), names prefixed."""
+
+    def status(self) -> str:
+        """One line for ``emseg plugins``: whether the framework was found, and what it provides."""
+
+
+@dataclass
+class ProviderEntry:
+    """One ``emseg_plugins.providers`` entry point: its prefix (the entry-point name) and where it comes from."""
+
+    name: str
+    source: str
+    target: str
+    entry_point: EntryPoint
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.name}."
+
+    def load(self) -> Provider:
+        """The provider object (imported on the first call); :class:`PluginError` when its module fails to import."""
+        return _load_provider(self.entry_point)
+
+    def records(self, kind: str) -> list[PluginRecord]:
+        """The provider's records for ``kind``; :class:`PluginError` for a record outside its prefix."""
+        records = list(self.load().records(kind))
+        for record in records:
+            if not _claims(self.prefix, record.name):
+                raise PluginError(f"provider {self.name!r} from distribution {self.source!r} ({self.target}) offered "
+                                  f"{kind} {record.name!r}, outside its prefix {self.prefix!r}")
+        return records
+
+
+@cache
+def _load_provider(ep: EntryPoint) -> Provider:
+    try:
+        return ep.load()
+    except Exception as exc:  # any import-time failure of a third-party provider
+        raise PluginError(f"provider {ep.name!r} from distribution {_dist_name(ep)!r} ({ep.value}) failed to load "
+                          f"({type(exc).__name__}: {exc})") from None
+
+
+def providers() -> list[ProviderEntry]:
+    """Every installed provider entry point, by name; reading them imports nothing."""
+    eps = sorted(entry_points(group=PROVIDERS_GROUP), key=lambda e: (e.name, _dist_name(e)))
+    return [ProviderEntry(ep.name, _dist_name(ep), ep.value, ep) for ep in eps]
+
+
+def _claims(prefix: str, name: str) -> bool:
+    """Whether a provider registered under ``prefix`` (``ext.``) owns ``name`` (``ext.unet``, or ``ext`` itself)."""
+    return name.startswith(prefix) or name == prefix.rstrip(".")
+
+
 class Registry:
     """Names -> builders for one plugin kind (``model``, ``loss``, ...), fed by one entry-point group."""
 
@@ -72,7 +136,8 @@ class Registry:
         self.expects = expects  # what a builder must return, for error messages
         self._records: dict[str, PluginRecord] = {}
         self._discovered = False
-        self._providers: list[tuple[str, Provider]] = []  # (name prefix, provider) not yet loaded
+        self._providers: list[tuple[str, RecordSource]] = []  # (name prefix, record source) not yet loaded
+        self._provider_errors: dict[str, str] = {}  # prefix -> why its provider gave no records
 
     # -- registration ---------------------------------------------------------------------
     def register(self, name: str | None = None, *, source: str | None = None) -> Callable[[Builder], Builder]:
@@ -93,29 +158,32 @@ class Registry:
         return decorator
 
     def discover(self) -> None:
-        """Load every entry point of this registry's group (once)."""
+        """Load every entry point of this registry's group (once) and note the providers (not imported yet)."""
         if self._discovered:
             return
         self._discovered = True
         for ep in sorted(entry_points(group=self.group), key=lambda e: (e.name, _dist_name(e))):
             self._add_entry_point(ep)
+        for entry in providers():
+            self._providers.append((entry.prefix, partial(entry.records, self.kind)))
 
-    def add_provider(self, provider: Provider, prefix: str = "") -> None:
-        """Take extra records from ``provider()`` the first time a name starting with ``prefix`` is looked up
+    def add_provider(self, provider: RecordSource, prefix: str = "") -> None:
+        """Take extra records from ``provider()`` the first time a name under ``prefix`` is looked up
         (or the registry is listed). Its records obey the same rules as entry points (conflicts, broken)."""
         self._providers.append((prefix, provider))
 
     def _load_providers(self, name: str | None = None) -> None:
-        """Run the pending providers whose prefix ``name`` starts with (all of them when ``name`` is None)."""
+        """Run the pending providers that claim ``name`` (all of them when ``name`` is None)."""
         self.discover()
-        pending = [(p, f) for p, f in self._providers if name is None or name.startswith(p)]
+        pending = [(p, f) for p, f in self._providers if name is None or _claims(p, name)]
         for item in pending:
             self._providers.remove(item)
             prefix, provider = item
             try:
                 records = list(provider())
             except Exception as exc:  # noqa: BLE001  # a provider's failure must not hide the other plugins
-                warnings.warn(f"{self.kind} plugins under {prefix!r}* could not be listed ({type(exc).__name__}: {exc})",
+                self._provider_errors[prefix] = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+                warnings.warn(f"{self.kind} plugins under {prefix!r}* could not be listed ({self._provider_errors[prefix]})",
                               PluginWarning, stacklevel=3)
                 continue
             for record in records:
@@ -163,6 +231,9 @@ class Registry:
         self._load_providers(name)
         record = self._records.get(name)
         if record is None:
+            failed = [why for prefix, why in self._provider_errors.items() if _claims(prefix, name)]
+            if failed:
+                raise PluginError(f"unknown {self.kind} {name!r}: the plugins under its prefix could not be listed ({failed[0]})")
             close = difflib.get_close_matches(name, list(self._records), n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"available: {', '.join(self.names()) or 'none'}"
             raise PluginError(f"unknown {self.kind} {name!r}; {hint} (`emseg plugins` lists them all)")
@@ -230,15 +301,14 @@ def _check_dataset(obj: Any) -> str | None:
     return f"returned {_kind_of(obj)} without {' and '.join(f'{m}()' for m in missing)}" if missing else None
 
 
-def _pytc_provider(kind: str) -> Provider:
-    """PyTorch Connectomics' own architectures/losses (and the ``pytc`` config node) when PyTC is installed."""
+def _check_target(obj: Any) -> str | None:
+    missing = [a for a in ("name", "channels", "compute") if not hasattr(obj, a)]
+    return f"returned {_kind_of(obj)} without {', '.join(missing)}" if missing else None
 
-    def provide() -> list[PluginRecord]:
-        from emseg_plugins.pytc import provided_records  # imports PyTC only when it is installed
 
-        return provided_records(kind)
-
-    return provide
+def _check_decoder(obj: Any) -> str | None:
+    missing = [a for a in ("needs", "foreground_of", "decode") if not hasattr(obj, a)]
+    return f"returned {_kind_of(obj)} without {', '.join(missing)}" if missing else None
 
 
 MODELS = Registry("model", "emseg_plugins.models", _check_model, "a torch.nn.Module returning logits (docs/schemas.md)")
@@ -246,8 +316,11 @@ LOSSES = Registry("loss", "emseg_plugins.losses", _check_loss, "a callable loss(
 DATASETS = Registry("dataset", "emseg_plugins.datasets", _check_dataset,
                     "an object with train_dataset(num_samples) and val_dataset() (and volumes(split) for inference)")
 CONFIGS = Registry("config", "emseg_plugins.configs")
-MODELS.add_provider(_pytc_provider("model"), prefix="pytc.")
-LOSSES.add_provider(_pytc_provider("loss"), prefix="pytc.")
-CONFIGS.add_provider(_pytc_provider("config"), prefix="pytc")
 
-REGISTRIES: dict[str, Registry] = {"models": MODELS, "losses": LOSSES, "datasets": DATASETS, "configs": CONFIGS}
+TARGETS = Registry("target", "emseg_plugins.targets", _check_target,
+                   "an emseg_plugins.targets.Target (name, channels, compute(ids) -> maps, default loss)")
+DECODERS = Registry("decoder", "emseg_plugins.decoders", _check_decoder,
+                    "an object with needs, foreground_of(maps) and decode(maps, origin) (postprocess/decoders.py)")
+
+REGISTRIES: dict[str, Registry] = {"models": MODELS, "losses": LOSSES, "datasets": DATASETS, "configs": CONFIGS,
+                                   "targets": TARGETS, "decoders": DECODERS}

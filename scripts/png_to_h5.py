@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from emseg_plugins.cli.common import ArgumentParser
+from emseg_plugins.utils.commandline import ArgumentParser
 from emseg_plugins.datasets.convert import LABEL_KINDS, convert_slices
 from emseg_plugins.errors import EmsegError
 

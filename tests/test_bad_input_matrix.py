@@ -255,6 +255,49 @@ def _(w, tmp):
     return ["pytc-train", *tiny(tmp, "SOLVER.BASE_LR")], "'SOLVER.BASE_LR' has no value"
 
 
+@case("config-not-utf8-text")
+def _(w, tmp):
+    bad = tmp / "latin1.yaml"
+    bad.write_bytes(f"_BASE_: {TINY}\nDATASET:\n  CLASSES: [nuc, mito]  # caf\xe9\n".encode("latin-1"))
+    return ["pytc-train", "--config-file", str(bad), "DATASET.OUTPUT_PATH", str(tmp / "out")], f"{bad}: not UTF-8 text"
+
+
+@case("config-negative-count")
+def _(w, tmp):
+    return ["pytc-train", *tiny(tmp, "SYSTEM.NUM_CPUS", "-1")], "config: SYSTEM.NUM_CPUS = -1 must be >= 0"
+
+
+@case("config-negative-count-in-a-plugin-node")
+def _(w, tmp):
+    return ["pytc-train", *tiny(tmp, "DATASET.SYNTHETIC.SEED", "-3")], "config: DATASET.SYNTHETIC.SEED = -3 must be >= 0"
+
+
+@case("config-below-sentinel")
+def _(w, tmp):
+    return ["pytc-train", *tiny(tmp, "MODEL.UNETV3.AUX_HEADS", "-2")], "MODEL.UNETV3.AUX_HEADS = -2 must be >= -1 (-1 = automatic)"
+
+
+@case("config-duplicate-class")
+def _(w, tmp):
+    return ["pytc-train", *tiny(tmp, "DATASET.CLASSES", "['nuc', 'mito', 'nuc']")], "DATASET.CLASSES = ['nuc', 'mito', 'nuc'] names 'nuc' more than once"
+
+
+@case("config-duplicate-target")
+def _(w, tmp):
+    return ["pytc-train", *tiny(tmp, "TARGET.NAMES", "['contour', 'contour']")], "TARGET.NAMES = ['contour', 'contour'] names 'contour' more than once"
+
+
+@case("config-target-without-instances")
+def _(w, tmp):
+    return ["pytc-train", *tiny(tmp, "TARGET.NAMES", "['contour']", *volume_inputs(tmp))], \
+        "TARGET.NAMES ['contour'] are computed from instance ids"
+
+
+@case("predict-decoder-without-its-maps")
+def _(w, tmp):
+    return predict_args(w, tmp, "--instances", "bcd_watershed"), "--instances bcd_watershed needs the contour, distance map(s)"
+
+
 @case("config-even-input-slices")
 def _(w, tmp):
     return ["pytc-train", *tiny(tmp, "DATASET.INPUT_SLICES", "4")], "DATASET.INPUT_SLICES = 4 must be a positive odd number"

@@ -7,20 +7,21 @@ import subprocess
 import time
 from pathlib import Path
 
+import cc3d
 import numpy as np
 import pytest
 import zarr
-from conftest import BIN, TINY
+from conftest import BIN, TINY, run_main
 
 from emseg_plugins.cli.predict import build_plan, parse_blocks
 from emseg_plugins.config.loader import load_config
 from emseg_plugins.datasets.synthetic_em import make_em_volume
 from emseg_plugins.datasets.volume_io import write_volume
-from emseg_plugins.engine.run import restore_model, train
+from emseg_plugins.engine.run import train
+from emseg_plugins.inference.predictor import restore_model
 from emseg_plugins.errors import ConfigError, DataError
 from emseg_plugins.inference.deploy import deploy, with_halo
 from emseg_plugins.inference.sliding_window import predict_volume
-from emseg_plugins.postprocess.instances import connected_instances
 
 SHAPE = (10, 96, 80)
 
@@ -75,7 +76,7 @@ def test_stitched_instances_equal_components_of_the_whole_mask(setup, tmp_path):
     plan, cfg = build_plan(namespace(args_for(setup, tmp_path / "i.zarr", "--block", "4", "40", "32", "--instances", "cc")))
     deploy(plan, cfg, progress=False)
     store = read_store(tmp_path / "i.zarr")
-    whole = connected_instances(store["probabilities"][0] >= 128, connectivity=6)
+    whole = cc3d.connected_components(store["probabilities"][0] >= 128, connectivity=26)  # the cc decoder's neighbourhood
     assert whole.max() > 0
     ids = store["instances"]
     pairs = np.unique(np.stack([ids.ravel(), whole.ravel()]), axis=1)
@@ -115,13 +116,46 @@ def test_a_half_written_block_without_marker_is_redone(setup, tmp_path):
     assert np.array_equal(read_store(out)["probabilities"], good)
 
 
-def test_dask_local_cluster_gives_the_local_result(setup, tmp_path):
-    local, distributed = tmp_path / "local.zarr", tmp_path / "dask.zarr"
-    for out, scheduler in ((local, "local"), (distributed, "dask")):  # dask: a real LocalCluster of 2 worker processes
-        plan, cfg = build_plan(namespace(args_for(setup, out, "--block", "5", "48", "40")))
-        assert deploy(plan, cfg, scheduler=scheduler, workers=2, progress=False)
-    a, b = read_store(local)["probabilities"], read_store(distributed)["probabilities"]
-    assert np.abs(a.astype(int) - b).max() <= 1  # other processes may order float sums differently
+def test_dask_scheduler_over_tcp_finishes_after_a_worker_is_killed(setup, tmp_path):
+    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1; one worker is SIGKILLed
+    mid-run: its blocks are redone on the other and the store equals an in-process run."""
+    import socket
+
+    from dask.distributed import Client
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = [subprocess.Popen([str(BIN / "dask"), "worker", address, "--nthreads", "1", "--no-dashboard", "--memory-limit", "0"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    try:
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        local, remote = tmp_path / "local.zarr", tmp_path / "tcp.zarr"
+        extra = ("--block", "2", "32", "32", "--instances", "cc")
+        plan, cfg = build_plan(namespace(args_for(setup, local, *extra)))
+        assert deploy(plan, cfg, progress=False)
+        run = subprocess.Popen([str(BIN / "emseg"), "predict", *args_for(setup, remote, *extra), "--scheduler", address, "--no-progress"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 240
+        while len(list((remote / "blocks").glob("*.json"))) < 3 and time.time() < deadline and run.poll() is None:
+            time.sleep(0.2)
+        done_before_kill = len(list((remote / "blocks").glob("*.json")))
+        workers[0].kill()
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err[-3000:]
+        assert 3 <= done_before_kill < len(plan.boxes)  # the kill landed mid-run
+        a, b = read_store(local), read_store(remote)
+        assert np.abs(a["probabilities"].astype(int) - b["probabilities"]).max() <= 1  # other processes may order float sums differently
+        pairs = np.unique(np.stack([a["instances"].ravel(), b["instances"].ravel()]), axis=1)
+        assert pairs.shape[1] == len(np.unique(a["instances"])) == len(np.unique(b["instances"]))
+    finally:
+        for process in (*workers, scheduler):
+            process.kill()
+            process.wait()
 
 
 def test_precomputed_input_reads_like_the_h5_volume(setup, tmp_path):
@@ -195,3 +229,41 @@ def test_model_with_other_input_channels_is_refused(setup, tmp_path):
     with pytest.raises(ConfigError, match="MODEL.IN_PLANES = 2 channels per slice"):
         deploy(plan, cfg, progress=False)
     assert not (tmp_path / "c.zarr").exists()
+
+
+@pytest.mark.parametrize("decoder, message", [
+    ("bc_watershed", "--instances bc_watershed needs the contour map(s), but the model learns only TARGET.NAMES []"),
+    ("mutex_watershed", "--instances mutex_watershed needs the affinity map(s)"),
+    ("agglomerate", "unknown decoder 'agglomerate'"),
+])
+def test_decoder_missing_its_maps_is_a_one_line_error_and_writes_nothing(setup, tmp_path, decoder, message):
+    out = tmp_path / "never.zarr"
+    result = run_main("emseg", "predict", *args_for(setup, out, "--block", "4", "32", "32", "--instances", decoder))
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(errors) == 1 and message in errors[0], errors
+    assert not out.exists()
+
+
+def test_learned_maps_are_stored_and_decoded_blockwise_like_the_whole_store(tmp_path):
+    """A model with contour + distance targets: emseg predict stores both maps, and its bcd_watershed
+    instances equal one decode of the whole stored volume (8+ blocks, objects crossing block corners)."""
+    from emseg_plugins.postprocess.decoders import maps_reader
+    from emseg_plugins.registry import DECODERS
+
+    overrides = ["DATASET.OUTPUT_PATH", str(tmp_path / "run"), "SOLVER.ITERATION_TOTAL", "2", "SOLVER.ITERATION_VAL", "2",
+                 "TARGET.NAMES", '["contour", "distance"]', "INFERENCE.INSTANCE_CLASS", "mito", "INFERENCE.DECODE.THRESHOLD", "0.3"]
+    cfg = load_config(TINY, overrides=overrides)
+    train(cfg)
+    volume = make_em_volume((8, 96, 96), seed=5).image
+    write_volume(tmp_path / "em.h5:/main", volume)
+    argv = ["--config-file", str(TINY), "--checkpoint", str(tmp_path / "run" / "checkpoints" / "last.ckpt"),
+            "--input", f"{tmp_path / 'em.h5'}:/main", "--output", str(tmp_path / "p.zarr"), "--block", "4", "48", "48",
+            "--halo", "3", "40", "40", "--instances", "bcd_watershed", *overrides]
+    plan, cfg = build_plan(namespace(argv))
+    assert len(plan.boxes) == 8 and deploy(plan, cfg, progress=False)
+    root = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")
+    assert root["contour"].shape == root["distance"].shape == (1, 8, 96, 96)
+    whole = DECODERS.build("bcd_watershed", cfg).decode(maps_reader(root, ["nuc", "mito"], "mito")(tuple(slice(0, n) for n in (8, 96, 96))))
+    ids = root["instances"][:]
+    pairs = np.unique(np.stack([ids.ravel().astype(np.int64), whole.ravel().astype(np.int64)]), axis=1)
+    assert pairs.shape[1] == len(np.unique(ids)) == len(np.unique(whole)) and ((pairs[0] == 0) == (pairs[1] == 0)).all()

@@ -34,7 +34,7 @@ def test_joenet_built_from_config_takes_25d_slices_and_classes():
     assert net.stem.in_channels == 5 and net.head[-1].out_channels == 3
     with pytest.raises(ConfigError, match="MODEL.JOENET.UPSAMPLE = 'nearest' is not one of"):
         MODELS.build("joenet", load_config(overrides=["MODEL.JOENET.UPSAMPLE", "nearest"]))
-    with pytest.raises(ConfigError, match=r"INFERENCE.INPUT_SIZE = \[1, 100, 128\] must be a multiple of 8 in Y and X"):
+    with pytest.raises(ConfigError, match=r"INFERENCE.INPUT_SIZE = \[1, 100, 128\] must be a multiple of 8 in Y, X"):
         MODELS.build("joenet", load_config(overrides=["INFERENCE.INPUT_SIZE", "[1, 100, 128]"]))
     with pytest.raises(ConfigError, match="joenet is a 2D model"):
         MODELS.build("joenet", load_config(overrides=["DATASET.DIMS", "3", "DATASET.PATCH_SIZE", "[8, 32, 32]"]))

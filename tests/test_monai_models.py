@@ -8,6 +8,7 @@ from monai.networks.nets.mednext import create_mednext
 from torch import nn
 
 from emseg_plugins.config import get_cfg_defaults
+from emseg_plugins.config.keys import assign
 from emseg_plugins.config.loader import load_config
 from emseg_plugins.errors import ConfigError
 from emseg_plugins.models.monai_nets import (
@@ -34,11 +35,7 @@ def make_cfg(dims: int = 2, *pairs):
     cfg.MODEL.MONAI_UNET.NUM_RES_UNITS = 1
     cfg.MODEL.MEDNEXT.INIT_FILTERS = 4
     for key, value in zip(pairs[::2], pairs[1::2]):
-        *parents, leaf = key.split(".")
-        node = cfg
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
+        assign(cfg, key, value)
     return cfg
 
 

@@ -12,6 +12,7 @@ from conftest import TINY, run_main
 from torch import nn
 
 from emseg_plugins.config import get_cfg_defaults
+from emseg_plugins.config.keys import assign
 from emseg_plugins.errors import ConfigError
 from emseg_plugins.losses.deep_supervision import supervised_loss
 from emseg_plugins.losses.discriminative import DiscriminativeLoss
@@ -46,11 +47,7 @@ def make_cfg(dims: int = 3, *pairs):
     cfg.MODEL.UNETV3.BLOCKS_PER_LEVEL = 1
     cfg.MODEL.EMBEDDING.DIM = 3
     for key, value in zip(pairs[::2], pairs[1::2]):
-        *parents, leaf = key.split(".")
-        node = cfg
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
+        assign(cfg, key, value)
     if "INFERENCE.INPUT_SIZE" not in pairs[::2]:
         cfg.INFERENCE.INPUT_SIZE = list(cfg.DATASET.PATCH_SIZE)  # sliding windows of the training patch size
     return cfg
@@ -179,7 +176,7 @@ def test_anisotropic_levels_use_1x3x3_kernels_and_1x2x2_downsampling(anisotropic
     (("MODEL.UNETV3.AUX_HEADS", 3), r"MODEL.UNETV3.AUX_HEADS = 3 must be -1 \(all\) or in \[0, 2\]"),
     (("MODEL.UNETV3.ANISOTROPIC_LEVELS", 5), r"MODEL.UNETV3.ANISOTROPIC_LEVELS = 5 must be in \[0, 4\]"),
     (("MODEL.UNETV3.BLOCKS_PER_LEVEL", 0), r"MODEL.UNETV3.BLOCKS_PER_LEVEL = 0 must be at least 1"),
-    (("MODEL.NORM_MODE", "ln"), r"MODEL.NORM_MODE = 'ln' is not one of 'bn', 'in', 'gn'"),
+    (("MODEL.NORM_MODE", "ln"), r"MODEL.NORM_MODE = 'ln' is not one of 'bn', 'sync_bn', 'in', 'gn'"),
     (("MODEL.ACT_MODE", "tanh"), r"MODEL.ACT_MODE = 'tanh' is not one of"),
     (("MODEL.FILTERS", [8]), r"MODEL.FILTERS = \[8\] must be at least 2"),
     (("DATASET.DIMS", 2, "DATASET.PATCH_SIZE", [1, 32, 32]), r"unetv3 is a 3D model; set DATASET.DIMS 3 .*2.5D inputs are for 2D models"),

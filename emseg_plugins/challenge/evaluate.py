@@ -5,8 +5,10 @@ Every definition follows cellmap-segmentation-challenge ``src/cellmap_segmentati
 numbers):
 
 * **Alignment** (``scoring.py:match_crop_space``): each submitted array is brought into the crop's space
-  by :func:`~emseg_plugins.challenge.submit.align_to_crop`; a ``<label>_mask`` array beside the truth
-  zeroes both volumes outside it.
+  by :func:`load_aligned` (:func:`~emseg_plugins.challenge.submit.align_to_crop`, with the official
+  chunk-by-chunk rescaling of sources over 500 MiB); a ``<label>_mask`` array beside the truth zeroes both
+  volumes outside it, and is itself a label of the crop (``submission.py:get_evaluation_args`` scores every
+  truth array), scored as missing unless submitted.
 * **Semantic labels** (``scoring.py:score_semantic``): prediction and truth binarised with ``> 0``;
   voxel TP/FP/FN per crop.
 * **Instance labels** (``scoring.py:score_instance``): the prediction relabelled with
@@ -36,6 +38,7 @@ bounding boxes (exact: every voxel of either set lies inside it) instead of a bo
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import tempfile
@@ -53,11 +56,13 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from skimage.transform import rescale
 from tqdm import tqdm
 
 from emseg_plugins.challenge.config import INSTANCE_CLASSES
 from emseg_plugins.challenge.manifest import TestCrop
 from emseg_plugins.challenge.submit import (
+    MAX_VOLUME_SIZE_RATIO,
     LabelArray,
     align_to_crop,
     format_pairs,
@@ -74,6 +79,9 @@ FINAL_INSTANCE_RATIO_CUTOFF = 10.0
 INITIAL_INSTANCE_RATIO_CUTOFF = 50.0
 INSTANCE_RATIO_FACTOR = 5.0
 MAX_OVERLAP_EDGES = 5_000_000
+# utils/matched_crop.py: a source above CHUNKED_LOADING_MB (as float32) is rescaled chunk by chunk
+CHUNKED_LOADING_MB = 500
+CHUNK_MB = 100
 
 
 class SkipMatching(Exception):
@@ -181,6 +189,60 @@ def _max_weight_matching(rows: np.ndarray, cols: np.ndarray, weight: np.ndarray,
             if dense[i, j] > 0:
                 mapping[int(c_ids[j]) + 1] = int(r_ids[i]) + 1
     return mapping
+
+
+# -- alignment ------------------------------------------------------------------------------------------------
+
+def rescale_chunked(image: np.ndarray, factors: Sequence[float], instance: bool) -> np.ndarray:
+    """``image`` (Z, Y, X) rescaled by ``factors`` cube by cube (``matched_crop.py:_load_array_chunked``).
+
+    Cubes of ``max(32, int((100 MiB / 4 B) ** (1/3)))`` = 297 voxels a side are rescaled independently
+    (instances: nearest, keeping the dtype; masks: linear into float32, ``> 0.5`` at the end) and placed at
+    ``int(start * factor)`` in an output of ``max(1, round(shape * factor))`` voxels. A cube's rescaled
+    length can fall short of the next cube's start (factor 0.5: 297 -> 148 voxels, the next cube at 148,
+    the one after at 297, leaving 296 empty): those planes stay background, splitting the objects that
+    cross them, as in the official scores.
+    """
+    factors = np.asarray(factors, dtype=np.float64)
+    out_shape = tuple(max(1, int(np.round(n * f))) for n, f in zip(image.shape, factors))
+    out = np.zeros(out_shape, dtype=image.dtype if instance else np.float32)
+    step = max(32, int((CHUNK_MB * 1024 * 1024 / 4) ** (1 / 3)))
+    for start in itertools.product(*(range(0, n, step) for n in image.shape)):
+        chunk = image[tuple(slice(a, a + step) for a in start)]
+        if instance:
+            small = rescale(chunk, factors, order=0, mode="constant", preserve_range=True).astype(chunk.dtype)
+        else:
+            small = rescale(chunk.astype(np.float32) if chunk.dtype == bool else chunk, factors, order=1,
+                            mode="constant", preserve_range=True)
+        at = [int(a * f) for a, f in zip(start, factors)]
+        size = [max(0, min(a + n, m) - a) for a, n, m in zip(at, small.shape, out_shape)]
+        out[tuple(slice(a, a + n) for a, n in zip(at, size))] = small[tuple(slice(0, n) for n in size)]
+    return out if instance else out > 0.5
+
+
+def load_aligned(label: LabelArray, voxel_size: Sequence[float], shape: Sequence[int], translation: Sequence[float],
+                 instance: bool, where: str = "") -> np.ndarray:
+    """A submitted array in the crop's grid (``shape`` voxels of ``voxel_size`` nm at ``translation`` nm), exactly
+    as the evaluator's ``MatchedCrop.load_aligned`` produces it.
+
+    :func:`~emseg_plugins.challenge.submit.align_to_crop`, except for a source of more than 500 MiB as
+    float32 (> 131,072,000 voxels) to be resampled: it is rescaled by :func:`rescale_chunked` (by source /
+    crop voxel size, or without a voxel size by the inverse of a shape ratio >= 1), then only translated.
+    """
+    data = label.data
+    big = data.size * 4 / 2**20 > CHUNKED_LOADING_MB and data.size <= MAX_VOLUME_SIZE_RATIO * np.prod(shape, dtype=np.float64)
+    if big:
+        target = np.asarray(voxel_size, dtype=np.float64)
+        factors = None
+        if label.voxel_size is not None:
+            source = np.asarray(label.voxel_size, dtype=np.float64)[-target.size:]
+            factors = None if np.allclose(source, target) else source / target
+        else:
+            ratios = np.asarray(data.shape[-len(shape):]) / np.asarray(shape)
+            factors = 1.0 / ratios if np.all(ratios >= 1.0) and not np.allclose(ratios, 1.0) else None
+        if factors is not None:
+            label = LabelArray(rescale_chunked(data, factors, instance), tuple(target), label.translation)
+    return align_to_crop(label, voxel_size, shape, translation, instance, where=where)
 
 
 # -- per-crop scores ------------------------------------------------------------------------------------------
@@ -303,8 +365,8 @@ def plan_tasks(submission: Path, truth: Path) -> tuple[list[Task], list[str]]:
     for volume in truth_volumes:
         pred_labels = set(_arrays(submission / rename[volume])) if volume in rename else set()
         for label in _arrays(truth / volume):
-            if label.endswith("_mask"):
-                continue  # a mask of another label (scoring.py:score_label), not a label itself
+            # every truth array is a label there, a <label>_mask too (masking <label> in scoring.py:score_label
+            # and, not being submitted, scored as a missing semantic label itself)
             found = label in pred_labels
             tasks.append(Task(volume, label, truth / volume / label, submission / rename[volume] / label if found else None))
             if not found:
@@ -318,18 +380,18 @@ def score_task(task: Task, geometry: dict[tuple[int, str], TestCrop], instance_c
     truth = truth_array[:]
     crop_id = int(task.crop.removeprefix("crop"))
     row = geometry.get((crop_id, task.label))
+    instance = task.label in instance_classes
+    if task.pred_path is None:  # scoring.py:empty_label_score: counts and the truth array's voxel_size only
+        voxel_size = [float(v) for v in truth_array.attrs.get("voxel_size", row.voxel_size if row else ())]
+        return {**missing_score(truth, instance), "num_voxels": int(truth.size), "voxel_size": voxel_size, "is_missing": True}
     voxel_size = tuple(row.voxel_size) if row else tuple(float(v) for v in truth_array.attrs.get("voxel_size", ()))
     translation = tuple(row.translation) if row else tuple(float(v) for v in truth_array.attrs.get("translation", ()))
     if len(voxel_size) != 3 or len(translation) != 3:
         raise DataError(f"{task.truth_path}: crop {crop_id} label {task.label!r} is not in the manifest and the truth array lacks "
                         "voxel_size/translation attributes; pass the manifest of these crops (--manifest)")
-    instance = task.label in instance_classes
     meta = {"num_voxels": int(truth.size), "voxel_size": list(voxel_size)}
-    if task.pred_path is None:
-        return {**missing_score(truth, instance), **meta, "is_missing": True}
     label = read_label(task.pred_path, voxel_size)
-    pred = align_to_crop(LabelArray(label.data, label.voxel_size, label.translation), voxel_size, truth.shape, translation,
-                         instance, where=str(task.pred_path))
+    pred = load_aligned(label, voxel_size, truth.shape, translation, instance, where=str(task.pred_path))
     mask_path = task.truth_path.parent / f"{task.label}_mask"
     if (mask_path / ".zarray").is_file():
         mask = zarr.open_array(str(mask_path), mode="r")[:]

@@ -43,9 +43,9 @@ from emseg_plugins.engine.checkpoint import (
     checkpoint_config,
     load_checkpoint,
 )
-from emseg_plugins.engine.run import restore_model
 from emseg_plugins.errors import ConfigError, DataError
 from emseg_plugins.inference.deploy import default_halo
+from emseg_plugins.inference.predictor import restore_model
 from emseg_plugins.inference.sliding_window import predict_outputs
 from emseg_plugins.postprocess.instances import connected_instances, watershed_instances
 

@@ -25,49 +25,57 @@ import sys
 import warnings
 from pathlib import Path
 
-from emseg_plugins.cli.common import add_debug_argument, quiet_library_warnings
+from emseg_plugins.cli.common import ArgumentParser, add_config_arguments, add_debug_argument, quiet_library_warnings
 from emseg_plugins.errors import ConfigError
 
-ACTIONS = ("predict", "submit", "evaluate")
-# flags each action accepts (dest names); anything else given is an error naming the flag
-ALLOWED = {
-    "predict": {"config_file", "config_base", "opts", "checkpoint", "output", "manifest", "crops", "overwrite"},
-    "submit": {"config_file", "config_base", "opts", "predictions", "output", "manifest", "overwrite", "strict", "no_zip", "validate"},
-    "evaluate": {"config_file", "config_base", "opts", "submission", "truth", "manifest", "json"},
-}
+CONFIG_PURPOSE = "run config (predict: required; submit/evaluate: for CELLMAP_CHALLENGE keys)"
+
+
+class ActionParser(ArgumentParser):
+    """One action's parser: a flag that only another action takes is named as such (exit status 2)."""
+
+    other_flags: frozenset[str] = frozenset()
+
+    def error(self, message: str):
+        if message.startswith("unrecognized arguments:"):
+            for word in message.split(":", 1)[1].split():
+                if word.split("=")[0] in self.other_flags:
+                    self.exit(2, f"error: {word.split('=')[0]} is not an option of `{self.prog}`; see --help\n")
+        super().error(message)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=ACTIONS, metavar="ACTION", help="predict | submit | evaluate (see above)")
-    common = parser.add_argument_group("shared")
-    common.add_argument("--config-file", metavar="YAML", help="run config (predict: required; submit/evaluate: for CELLMAP_CHALLENGE keys)")
-    common.add_argument("--config-base", metavar="YAML", help="config merged before --config-file (PyTC style)")
-    common.add_argument("--manifest", metavar="CSV|URL", help="test-crop manifest (default: CELLMAP_CHALLENGE.MANIFEST, else the packaged copy)")
-    common.add_argument("--output", metavar="PATH", help="predict: processed-predictions directory; submit: submission.zarr to write")
-    common.add_argument("--overwrite", action="store_true", help="predict: redo finished crops; submit: replace an existing submission")
-    common.add_argument("--no-progress", action="store_true", help="no progress bars")
-    predict = parser.add_argument_group("predict")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=ActionParser,
+                                    help="predict | submit | evaluate (see above)")
+    predict = _action(actions, "predict", "predict every test crop of the manifest whose dataset is under DATASET.CELLMAP.DATA_ROOT")
     predict.add_argument("--checkpoint", metavar="CKPT", help="weights (a .ckpt written by pytc-train)")
     predict.add_argument("--crops", nargs="+", metavar="ID", help="only these test crop ids (default: CELLMAP_CHALLENGE.CROPS, else all)")
-    submit = parser.add_argument_group("submit")
+    predict.add_argument("--output", metavar="PATH", help="processed-predictions directory")
+    predict.add_argument("--overwrite", action="store_true", help="redo finished crops")
+    submit = _action(actions, "submit", "package predictions into submission.zarr, validate it, zip it")
     submit.add_argument("--predictions", metavar="DIR", help="what `emseg cellmap predict` wrote (<dataset>.zarr/crop<id>/<label>)")
+    submit.add_argument("--output", metavar="PATH", help="submission.zarr to write")
+    submit.add_argument("--overwrite", action="store_true", help="replace an existing submission")
     submit.add_argument("--strict", action="store_true", help="a manifest crop/label without a prediction is an error (default: a warning)")
     submit.add_argument("--no-zip", action="store_true", help="write submission.zarr only")
     submit.add_argument("--validate", metavar="ZARR|ZIP", help="only validate this submission against the manifest")
-    evaluate = parser.add_argument_group("evaluate")
+    evaluate = _action(actions, "evaluate", "score a submission against a ground-truth zarr with the challenge's metric")
     evaluate.add_argument("--submission", metavar="ZIP|ZARR", help="submission.zip or submission.zarr")
     evaluate.add_argument("--truth", metavar="ZARR", help="ground truth: crop<id>/<label> arrays (attrs voxel_size, translation)")
     evaluate.add_argument("--json", metavar="FILE", help="also write the scores as JSON here")
-    add_debug_argument(parser)
-    parser.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config overrides, e.g. INFERENCE.THRESHOLD 0.4")
+    flags = {name: {s for a in sub._actions for s in a.option_strings} for name, sub in actions.choices.items()}
+    for name, sub in actions.choices.items():
+        sub.other_flags = frozenset(set().union(*flags.values()) - flags[name])
 
 
-def _check_flags(args: argparse.Namespace) -> None:
-    for dest, value in vars(args).items():
-        if dest in ("action", "debug", "no_progress") or value in (None, False, []):
-            continue
-        if dest not in ALLOWED[args.action]:
-            raise ConfigError(f"--{dest.replace('_', '-')} is not an option of `emseg cellmap {args.action}`; see --help")
+def _action(actions, name: str, help_text: str) -> argparse.ArgumentParser:
+    """The parser of one action, with the flags every action shares."""
+    sub = actions.add_parser(name, help=help_text, description=f"emseg cellmap {name}: {help_text}.")
+    add_config_arguments(sub, required=False, purpose=CONFIG_PURPOSE, overrides="config overrides, e.g. INFERENCE.THRESHOLD 0.4")
+    sub.add_argument("--manifest", metavar="CSV|URL", help="test-crop manifest (default: CELLMAP_CHALLENGE.MANIFEST, else the packaged copy)")
+    sub.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_debug_argument(sub)
+    return sub
 
 
 def _require(args: argparse.Namespace, *names: str) -> None:
@@ -100,7 +108,6 @@ def _instance_classes(cfg) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     quiet_library_warnings()
-    _check_flags(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:

@@ -2,75 +2,43 @@
 from __future__ import annotations
 
 import argparse
-import errno
-import logging
-import sys
-import traceback
-import warnings
-from collections.abc import Callable
 
-from emseg_plugins.errors import EmsegError, PluginWarning
+from emseg_plugins.utils.commandline import (  # noqa: F401  # re-exported: the commands import them from here
+    EXIT_USER_ERROR,
+    ArgumentParser,
+    plain_plugin_warnings,
+    quiet_library_warnings,
+    run_command,
+)
 
-EXIT_USER_ERROR = 2
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a command-line mistake reported like every other: one ``error:`` line, status 2."""
-
-    def error(self, message: str):
-        self.exit(EXIT_USER_ERROR, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+plain_plugin_warnings()  # plugin warnings as one plain line in every command
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--config-file``, ``--config-base`` and trailing ``KEY VALUE`` overrides (as PyTC's main.py)."""
-    parser.add_argument("--config-file", required=True, metavar="YAML", help="run config (may name _BASE_ files)")
+def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True, purpose: str = "run config (may name _BASE_ files)",
+                         overrides: str = "overrides, e.g. SOLVER.BASE_LR 1e-4 DATASET.OUTPUT_PATH outputs/x") -> None:
+    """``--config-file``, ``--config-base`` and trailing ``KEY VALUE`` overrides (as PyTC's main.py).
+
+    ``purpose``: what the command reads the config for (``--config-file``'s help); ``overrides``: their help.
+    """
+    parser.add_argument("--config-file", required=required, metavar="YAML", help=purpose)
     parser.add_argument("--config-base", metavar="YAML", help="config merged before --config-file (PyTC style)")
-    parser.add_argument("opts", nargs="*", metavar="KEY VALUE",
-                        help="overrides, e.g. SOLVER.BASE_LR 1e-4 DATASET.OUTPUT_PATH outputs/x")
+    parser.add_argument("opts", nargs="*", metavar="KEY VALUE", help=overrides)
 
 
 def add_debug_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
 
 
-def run_command(body: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    """Run ``body(args)``; a user error prints ``error: ...`` on one line and returns 2."""
-    try:
-        return body(args) or 0
-    except EmsegError as exc:
-        if getattr(args, "debug", False):
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        if getattr(args, "debug", False):
-            traceback.print_exc()
-        where = f" writing {exc.filename}" if exc.filename else ""
-        print(f"error: no space left on the device{where}; files already written are complete (atomic writes): "
-              "free space and run the same command again to resume", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    if issubclass(category, PluginWarning):
-        print(f"warning: {message}", file=file or sys.stderr)
-    else:
-        _default_showwarning(message, category, filename, lineno, file, line)
-
-
-_default_showwarning = warnings.showwarning
-warnings.showwarning = _show_warning  # plugin warnings as one plain line
-
-
-def quiet_library_warnings() -> None:
-    """Silence third-party chatter that says nothing to a user of this tool."""
-    for pattern in (".*does not have many workers.*", ".*is not a valid hook.*", ".*Checkpoint directory .* exists and is not empty.*",
-                    ".*The number of training batches.*", ".*`isinstance\\(treespec, LeafSpec\\)`.*",
-                    ".*your dataloader is not resumable.*"):  # the data module resumes by step itself
-        warnings.filterwarnings("ignore", message=pattern)
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
+def parse_intermixed(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_intermixed_args(argv)`` (flags may follow KEY VALUE overrides), also for a parser
+    with subcommands, which argparse refuses: the first word that names one picks it, and its own parser
+    parses every other word (flags before the subcommand included)."""
+    commands = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    if commands is None:
+        return parser.parse_intermixed_args(argv)
+    name = next((word for word in argv if word in commands.choices), None)
+    if name not in commands.choices:
+        return parser.parse_args(argv)  # argparse's own one-line error: missing or unknown subcommand (or --help)
+    at = argv.index(name)
+    namespace = argparse.Namespace(**{commands.dest: name})
+    return commands.choices[name].parse_intermixed_args(argv[:at] + argv[at + 1:], namespace)

@@ -7,21 +7,18 @@ from __future__ import annotations
 
 import argparse
 
-from emseg_plugins.cli.common import add_debug_argument
+from emseg_plugins.cli.common import add_config_arguments, add_debug_argument
+from emseg_plugins.config import get_cfg_defaults, load_config
+from emseg_plugins.config.keys import all_keys, lookup
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keys", action="store_true", help="list every valid key with its default value")
-    parser.add_argument("--config-file", metavar="YAML", help="config to resolve")
-    parser.add_argument("--config-base", metavar="YAML", help="config merged before --config-file")
-    parser.add_argument("opts", nargs="*", metavar="KEY VALUE", help="overrides")
+    add_config_arguments(parser, required=False, purpose="config to resolve", overrides="overrides")
     add_debug_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from emseg_plugins.config import get_cfg_defaults, load_config
-    from emseg_plugins.config.loader import all_keys, lookup
-
     if args.keys:
         defaults = get_cfg_defaults()
         for key in all_keys(defaults):

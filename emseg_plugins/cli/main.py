@@ -5,7 +5,7 @@ import argparse
 import importlib
 import sys
 
-from emseg_plugins.cli.common import ArgumentParser, run_command
+from emseg_plugins.cli.common import ArgumentParser, parse_intermixed, run_command
 
 # subcommand -> (module, one-line help); later subcommands are added here.
 SUBCOMMANDS = {
@@ -39,5 +39,5 @@ def main(argv: list[str] | None = None) -> int:
     sub = ArgumentParser(prog=f"emseg {top.command}", description=module.__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(sub)
-    args = sub.parse_intermixed_args(top.args)  # flags may follow KEY VALUE overrides
+    args = parse_intermixed(sub, top.args)  # flags may follow KEY VALUE overrides
     sys.exit(run_command(module.run, args))

@@ -1,8 +1,9 @@
 """emseg plugins: every registered model, loss, dataset and config node, with distribution, version and doc.
 
-Plugins come from the entry-point groups emseg_plugins.models / .losses / .datasets / .configs, and,
-when PyTorch Connectomics is installed, its own architectures and losses as pytc.<name>. A broken or
-doubly-claimed plugin is listed with its status and reason.
+Plugins come from the entry-point groups emseg_plugins.models / .losses / .datasets / .configs, and from
+the providers (emseg_plugins.providers) under their prefix: with PyTorch Connectomics installed, its own
+architectures and losses as pytc.<name>. A broken or doubly-claimed plugin is listed with its status and
+reason; each provider adds one status line.
 
   emseg plugins                       # the listing
   emseg plugins --json                # the same, machine-readable
@@ -18,7 +19,13 @@ import json
 import sys
 
 from emseg_plugins.cli.common import add_debug_argument
-from emseg_plugins.registry import REGISTRIES, PluginRecord
+from emseg_plugins.config import load_config
+from emseg_plugins.config.base import base_defaults
+from emseg_plugins.config.loader import merge_overrides
+from emseg_plugins.config.nodes import apply_config_nodes, config_nodes
+from emseg_plugins.errors import PluginError
+from emseg_plugins.plugin_kit import check_build
+from emseg_plugins.registry import REGISTRIES, PluginRecord, providers
 
 BUILD_KEYS = {"models": "MODEL.ARCHITECTURE", "losses": "LOSS.NAME", "datasets": "DATASET.NAME"}
 
@@ -39,8 +46,6 @@ def _row(record: PluginRecord) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emseg_plugins.plugin_kit import config_nodes
-
     listing = {group: [_row(r) for r in registry.records()] for group, registry in REGISTRIES.items()}
     nodes = {node.record.name: node for node in config_nodes()}
     for row in listing["configs"]:
@@ -67,20 +72,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _build_checks(args: argparse.Namespace, listing: dict[str, list[dict]]) -> list[str]:
     """Import failures and conflicts, then builds: every model and loss, and the config's dataset."""
-    from emseg_plugins.config import load_config
-    from emseg_plugins.config.defaults import _base_defaults
-    from emseg_plugins.plugin_kit import apply_config_nodes, check_build
-
     problems = [f"{group[:-1]} {row['name']!r} from distribution {row['distribution']!r}: {row['problem']}"
                 for group, rows in listing.items() for row in rows if row["status"] in ("broken", "conflict")]
     if args.config_file:
         cfg = load_config(args.config_file, args.config_base, args.opts)
     else:  # the defaults without the colliding nodes, which are reported above
-        cfg = _base_defaults()
+        cfg = base_defaults()
         apply_config_nodes(cfg, strict=False)
     if not args.config_file and args.opts:
-        from emseg_plugins.config.loader import merge_overrides
-
         merge_overrides(cfg, args.opts)
     for group, key in BUILD_KEYS.items():
         registry = REGISTRIES[group]
@@ -89,8 +88,9 @@ def _build_checks(args: argparse.Namespace, listing: dict[str, list[dict]]) -> l
             record = records[row["name"]]
             if record.status != "ok":
                 continue
-            if record.name.startswith("pytc.") or (group == "datasets" and record.name != cfg.DATASET.NAME):
-                row["check"] = "not built" + (" (PyTC's own)" if record.name.startswith("pytc.") else " (reads data; select it to build it)")
+            provided = "." in record.name  # a provider's: another framework builds it
+            if provided or (group == "datasets" and record.name != cfg.DATASET.NAME):
+                row["check"] = "not built" + (" (a provider's)" if provided else " (reads data; select it to build it)")
                 continue
             result = check_build(registry, record, cfg, key)
             row["check"] = result.status + (f": {result.detail}" if result.status == "skipped" else "")
@@ -101,8 +101,6 @@ def _build_checks(args: argparse.Namespace, listing: dict[str, list[dict]]) -> l
 
 
 def _print_table(listing: dict[str, list[dict]]) -> None:
-    from emseg_plugins.pytc import status_line
-
     for group, rows in listing.items():
         print(f"{group}:")
         for row in rows:
@@ -111,4 +109,15 @@ def _print_table(listing: dict[str, list[dict]]) -> None:
             problem = f"  [{row['status']}: {row['problem']}]" if row["problem"] else ""
             check = f"  ({row['check']})" if row.get("check") and not row["check"].startswith("ok") else ""
             print(f"  {row['name']:<22} {origin:<28} {doc}{problem}{check}")
-    print(status_line())
+    for entry in providers():
+        print(_provider_status(entry))
+
+
+def _provider_status(entry) -> str:
+    """The provider's own status line, or why it could not give one."""
+    try:
+        return entry.load().status()
+    except PluginError as exc:
+        return f"{entry.name}: unavailable: {exc}"
+    except Exception as exc:  # noqa: BLE001  # a third-party provider may fail in any way
+        return f"{entry.name}: unavailable: provider from distribution {entry.source!r} ({entry.target}) raised {type(exc).__name__}: {exc}"

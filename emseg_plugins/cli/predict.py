@@ -32,12 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="block size in voxels; peak memory grows with it (default 64 512 512, clipped to the volume)")
     parser.add_argument("--halo", type=int, nargs=3, metavar=("Z", "Y", "X"),
                         help="context read around each block (default: a quarter window; 2.5D neighbours in Z for 2D models)")
-    parser.add_argument("--instances", choices=["cc", "watershed"],
-                        help="also label instances of INFERENCE.INSTANCE_CLASS (default: first class), stitched across blocks")
+    parser.add_argument("--instances", metavar="DECODER",
+                        help="also decode instances of INFERENCE.INSTANCE_CLASS (default: first class) with a decoder: cc, "
+                             "watershed, bc_watershed, bcd_watershed, mutex_watershed (learned maps), or a plugin's; "
+                             "parameters in INFERENCE.DECODE; blockwise, equal to a whole-volume decode when --halo covers each object")
     parser.add_argument("--dtype", choices=["uint8", "float16"], default="uint8",
                         help="probabilities as uint8 (round(255 p), default) or float16 (p, twice the bytes)")
     parser.add_argument("--masks", action="store_true", help="also write `masks`: uint8, 1 where p >= INFERENCE.THRESHOLD")
-    parser.add_argument("--min-size", type=int, default=0, metavar="VOXELS", help="drop smaller instances (per block)")
+    parser.add_argument("--min-size", type=int, default=0, metavar="VOXELS", help="drop smaller instances (overrides INFERENCE.DECODE.MIN_SIZE)")
     parser.add_argument("--scheduler", default="local", metavar="local|dask|tcp://HOST:PORT",
                         help="where blocks run: this process (default), a local Dask cluster, or a Dask scheduler")
     parser.add_argument("--workers", type=int, default=2, help="processes of the local Dask cluster (default 2)")

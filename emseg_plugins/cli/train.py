@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from emseg_plugins.config import load_config
-    from emseg_plugins.engine.run import infer, train
+    from emseg_plugins.engine.run import train
+    from emseg_plugins.inference.predictor import infer
 
     quiet_library_warnings()
     cfg = load_config(args.config_file, args.config_base, args.opts)

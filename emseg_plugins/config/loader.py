@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import yaml
 from yacs.config import CfgNode as CN
 from yacs.config import _check_and_coerce_cfg_value_type
 
 from emseg_plugins.config.defaults import get_cfg_defaults
+from emseg_plugins.config.keys import all_keys, leaf_name, lookup, parent_node, require, require_choice
 from emseg_plugins.errors import ConfigError
+
+# `lookup`, `require` and `require_choice` live in config/keys.py; engine/checkpoint.py and
+# datasets/patches.py still import them from here.
+__all__ = ["load_config", "read_yaml", "merge_dict", "merge_overrides", "check_values", "lookup", "require", "require_choice"]
 
 BASE_KEY = "_BASE_"
 
@@ -37,12 +42,14 @@ def load_config(
     overrides: Sequence[str] = (),
 ) -> CN:
     """The frozen, validated config for a run. Raises :class:`ConfigError` on any mistake."""
-    cfg = get_cfg_defaults()
+    defaults = get_cfg_defaults()
+    cfg = defaults.clone()
     for path in (config_base, config_file):
         if path is not None:
             for source, data in _yaml_chain(Path(path), stack=()):
                 merge_dict(cfg, data, source)
     merge_overrides(cfg, overrides)
+    check_ranges(cfg, defaults)
     check_values(cfg)
     cfg.freeze()
     return cfg
@@ -74,7 +81,9 @@ def read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found; check the path (configs/ holds the examples)")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a config is a YAML text file, save it as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -109,17 +118,25 @@ def merge_overrides(cfg: CN, overrides: Sequence[str]) -> None:
     if len(overrides) % 2:
         raise ConfigError(f"command line: overrides come in KEY VALUE pairs; {overrides[-1]!r} has no value")
     for full_key, raw in zip(overrides[::2], overrides[1::2]):
-        *parents, leaf = full_key.split(".")
-        node = cfg
-        for part in parents:
-            node = node.get(part)
-            if not isinstance(node, CN):
-                break
-        if not isinstance(node, CN) or leaf not in node:
+        node, leaf = parent_node(cfg, full_key)
+        if node is None or leaf not in node:
             raise ConfigError(f"command line: unknown key {full_key}{_suggest(cfg, full_key)}")
         if isinstance(node[leaf], CN):
             raise ConfigError(f"command line: {full_key} is a section; override one of its keys")
         node[leaf] = _coerce(CN._decode_cfg_value(raw), node[leaf], full_key, "command line")
+
+
+def check_ranges(cfg: CN, defaults: CN) -> None:
+    """Rules every key obeys, whoever declared it: an integer stays >= min(0, its default) (a negative
+    default is a sentinel such as -1 = automatic), and a list of names holds each name once."""
+    for key in all_keys(cfg):
+        value, default = lookup(cfg, key), lookup(defaults, key)
+        if isinstance(value, int) and not isinstance(value, bool) and isinstance(default, int) and value < min(0, default):
+            floor = min(0, default)
+            raise ConfigError(f"config: {key} = {value} must be >= {floor}" + (f" ({floor} = automatic)" if floor < 0 else ""))
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value) and len(set(value)) < len(value):
+            twice = sorted({v for v in value if list(value).count(v) > 1})
+            raise ConfigError(f"config: {key} = {list(value)} names {', '.join(map(repr, twice))} more than once; list each once")
 
 
 def check_values(cfg: CN) -> None:
@@ -152,34 +169,13 @@ def check_values(cfg: CN) -> None:
             raise ConfigError(f"config: {key} = {lookup(cfg, key)} must be at least 1")
 
 
-def require_choice(full_key: str, value: Any, allowed: Sequence[Any]) -> None:
-    """:class:`ConfigError` unless ``value`` is one of ``allowed``."""
-    if value not in allowed:
-        raise ConfigError(f"config: {full_key} = {value!r} is not one of {', '.join(map(repr, allowed))}")
-
-
-def require(ok: bool, full_key: str, value: Any, rule: str) -> None:
-    """:class:`ConfigError` ``config: KEY = value must be RULE`` unless ``ok``."""
-    if not ok:
-        raise ConfigError(f"config: {full_key} = {value!r} must be {rule}")
-
-
-def all_keys(cfg: CN, prefix: str = "") -> Iterable[str]:
-    """Every leaf key of ``cfg`` as a dotted path."""
-    for key, value in cfg.items():
-        if isinstance(value, CN):
-            yield from all_keys(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}"
-
-
 def _coerce(value: Any, original: Any, full_key: str, source: str) -> Any:
     if isinstance(original, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)  # "BASE_LR: 1" means 1.0
     if isinstance(value, str) and not isinstance(original, str):
         value = CN._decode_cfg_value(value)  # YAML reads 1e-3 as a string; yacs decodes it
     try:
-        return _check_and_coerce_cfg_value_type(value, original, full_key.split(".")[-1], full_key)
+        return _check_and_coerce_cfg_value_type(value, original, leaf_name(full_key), full_key)
     except ValueError:
         raise ConfigError(
             f"{source}: {full_key} expects a {type(original).__name__} (default {original!r}), got {value!r}"
@@ -190,15 +186,6 @@ def _suggest(cfg: CN, full_key: str) -> str:
     keys = list(all_keys(cfg))
     close = difflib.get_close_matches(full_key, keys, n=1, cutoff=0.5)
     if not close:  # fall back to matching the last part only
-        leaf = full_key.split(".")[-1]
-        by_leaf = {k.split(".")[-1]: k for k in keys}
-        close = [by_leaf[m] for m in difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)]
+        by_leaf = {leaf_name(k): k for k in keys}
+        close = [by_leaf[m] for m in difflib.get_close_matches(leaf_name(full_key), list(by_leaf), n=1, cutoff=0.6)]
     return f"; did you mean {close[0]}?" if close else "; `emseg config --keys` lists the valid keys"
-
-
-def lookup(cfg: CN, full_key: str) -> Any:
-    """The value at a dotted key, or None where the path does not exist."""
-    node = cfg
-    for part in full_key.split("."):
-        node = node.get(part) if isinstance(node, CN) else None
-    return node

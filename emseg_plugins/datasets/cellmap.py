@@ -23,7 +23,7 @@ import zarr
 from torch.utils.data import Dataset
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.config.loader import require
+from emseg_plugins.config.keys import require
 from emseg_plugins.datasets.cellmap_layout import (
     RAW_NAME,
     USAGES,

@@ -33,7 +33,8 @@ from scipy import ndimage as ndi
 
 from emseg_plugins.datasets.cellmap_layout import GT_NAME, RAW_NAME
 from emseg_plugins.datasets.synthetic_em import SyntheticVolume, make_em_volume
-from emseg_plugins.errors import DataError, EmsegError
+from emseg_plugins.errors import DataError
+from emseg_plugins.utils.commandline import ArgumentParser, run_command
 
 # Which class arrays the i-th crop of the root holds (cycled over the crops of all datasets).
 PATTERNS: tuple[tuple[str, ...], ...] = (
@@ -154,8 +155,7 @@ def _write_multiscale(group: zarr.Group, levels: list[np.ndarray], voxel_size: f
 
 
 def main(argv: list[str] | None = None) -> int:
-    from emseg_plugins.cli.common import ArgumentParser  # the command line only: the generator itself needs no CLI layer
-
+    """``python -m emseg_plugins.datasets.cellmap_synthetic ROOT``: exit status 0, or 2 with one error line."""
     parser = ArgumentParser(prog="python -m emseg_plugins.datasets.cellmap_synthetic", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", metavar="ROOT", help="directory to create (the data root: ROOT/<dataset>/<dataset>.zarr)")
@@ -167,13 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-lowres-crop", action="store_true", help="omit the extra crop annotated at the coarse voxel size only")
     parser.add_argument("--overwrite", action="store_true", help="replace ROOT if it exists")
-    args = parser.parse_args(argv)
-    try:
-        crops = write_cellmap_root(args.root, args.shape, args.crop_size, args.crops_per_dataset, args.datasets, args.voxel_size,
-                                   args.seed, not args.no_lowres_crop, args.overwrite)
-    except EmsegError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(_write_command, parser.parse_args(argv))
+
+
+def _write_command(args: argparse.Namespace) -> int:
+    crops = write_cellmap_root(args.root, args.shape, args.crop_size, args.crops_per_dataset, args.datasets, args.voxel_size,
+                               args.seed, not args.no_lowres_crop, args.overwrite)
     for c in crops:
         print(f"{c.dataset}/{c.name}: {', '.join(c.classes)} at {', '.join(f'{s:g}' for s in c.voxel_sizes)} nm")
     print(f"wrote {len(crops)} crops to {args.root}")

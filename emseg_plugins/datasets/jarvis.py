@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.config.loader import require, require_choice
+from emseg_plugins.config.keys import require, require_choice
 from emseg_plugins.datasets.patches import Volume, VolumeData
 from emseg_plugins.errors import ConfigError, DataError
 

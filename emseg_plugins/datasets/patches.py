@@ -20,6 +20,7 @@ from yacs.config import CfgNode as CN
 from emseg_plugins.config.loader import require, require_choice
 from emseg_plugins.datasets.augment import Augment
 from emseg_plugins.errors import DataError
+from emseg_plugins.targets import TargetMaker, build_targets
 
 SAMPLERS = ("uniform", "foreground", "class_balanced")
 _MAX_SCANNED = 1 << 22  # voxels scanned per volume for foreground coordinates (larger volumes: a YX-strided grid)
@@ -110,13 +111,14 @@ class RandomPatches(Dataset):
     """
 
     def __init__(self, volumes: list[Volume], spec: PatchSpec, length: int, seed: int, augment: Augment | None,
-                 sampler: str = "uniform", foreground_fraction: float = 0.5):
+                 sampler: str = "uniform", foreground_fraction: float = 0.5, targets: TargetMaker | None = None):
         for v in volumes:
             spec.check_fits(v)
         require_choice("DATASET.SAMPLER", sampler, SAMPLERS)
         require(0 <= foreground_fraction <= 1, "DATASET.FOREGROUND_FRACTION", foreground_fraction, "in [0, 1]")
         self.volumes, self.spec, self.length, self.seed, self.augment = volumes, spec, length, seed, augment
         self.sampler, self.foreground_fraction = sampler, foreground_fraction
+        self.targets = targets or TargetMaker([])
         sizes = np.array([v.image.size for v in volumes], dtype=np.float64)
         self.volume_weights = sizes / sizes.sum()
         self.foreground = foreground_voxels(volumes) if sampler != "uniform" and foreground_fraction > 0 else []
@@ -138,7 +140,7 @@ class RandomPatches(Dataset):
             volume = self.volumes[rng.choice(len(self.volumes), p=self.volume_weights)]
             corner = [int(rng.integers(0, s - p + 1)) for s, p in zip(volume.image.shape, self.spec.size)]
         sample = self.spec.sample(volume, corner)
-        return self.augment(sample, rng) if self.augment else sample
+        return self.targets(self.augment(sample, rng) if self.augment else sample)
 
 
 def foreground_voxels(volumes: list[Volume]) -> list[np.ndarray]:
@@ -161,10 +163,10 @@ def foreground_voxels(volumes: list[Volume]) -> list[np.ndarray]:
 class GridPatches(Dataset):
     """Patches tiling every volume without gaps (the last tile on an axis is shifted inwards)."""
 
-    def __init__(self, volumes: list[Volume], spec: PatchSpec):
+    def __init__(self, volumes: list[Volume], spec: PatchSpec, targets: TargetMaker | None = None):
         for v in volumes:
             spec.check_fits(v)
-        self.volumes, self.spec = volumes, spec
+        self.volumes, self.spec, self.targets = volumes, spec, targets or TargetMaker([])
         self.index = [(i, corner) for i, v in enumerate(volumes) for corner in tile_corners(v.image.shape, spec.size)]
 
     def __len__(self) -> int:
@@ -172,7 +174,7 @@ class GridPatches(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         volume_index, corner = self.index[index]
-        return self.spec.sample(self.volumes[volume_index], corner)
+        return self.targets(self.spec.sample(self.volumes[volume_index], corner))
 
 
 def tile_corners(shape: Sequence[int], size: Sequence[int]) -> list[tuple[int, ...]]:
@@ -196,6 +198,7 @@ class VolumeData:
         self.classes = list(cfg.DATASET.CLASSES)
         self.splits = splits
         self.spec = PatchSpec.from_cfg(cfg)
+        self.targets = TargetMaker(build_targets(cfg))  # TARGET.NAMES, computed from instance ids after augmentation
 
     def volumes(self, split: str) -> list[Volume]:
         """The split's volumes; a split given as a function is loaded on first use."""
@@ -209,7 +212,7 @@ class VolumeData:
         """``num_samples`` random patches (DATASET.SAMPLER, AUGMENTOR): sample i is fixed by (SYSTEM.SEED, i)."""
         d = self.cfg.DATASET
         return RandomPatches(self.volumes("train"), self.spec, num_samples, self.cfg.SYSTEM.SEED, Augment.from_cfg(self.cfg),
-                             sampler=d.SAMPLER, foreground_fraction=d.FOREGROUND_FRACTION)
+                             sampler=d.SAMPLER, foreground_fraction=d.FOREGROUND_FRACTION, targets=self.targets)
 
     def val_dataset(self) -> Dataset:
-        return GridPatches(self.volumes("val"), self.spec)
+        return GridPatches(self.volumes("val"), self.spec, self.targets)

@@ -9,16 +9,25 @@ in this order:
   weighted and bent by smooth random fields), its walls drawn as thin dark plasma membranes;
   each cell's cytoplasm gets its own grey level, a slow cloudy variation and ribosome-like
   dark specks.
-* **Nuclei** (label ``nuc``): a few large irregular ellipsoids (radius 15-25 % of the smaller
-  in-plane side), each centred on its own cell's seed so that no cell wall cuts through it.
-  Inside: light euchromatin, dark heterochromatin patches lining the envelope, dark clumps and
-  often a dense nucleolus; the envelope is a dark double membrane with a light gap.  The label
-  covers the interior and the whole envelope, up to the outer edge of the outer membrane.
+* **Nuclei** (labels ``nuc``, ``nuc_ids``): a few large irregular ellipsoids (radius 15-25 % of
+  the smaller in-plane side), each centred on its own cell's seed so that no cell wall cuts
+  through it; about ``clustered_fraction`` of them come as touching pairs in one (binucleate)
+  cell, the second one smaller and cut back where it meets the first, so that the two share a
+  face.  Inside: light euchromatin, dark heterochromatin patches lining the envelope, dark
+  clumps and often a dense nucleolus; the envelope is a dark double membrane with a light gap
+  (each nucleus of a pair has its own).  The label covers the interior and the whole envelope,
+  up to the outer edge of the outer membrane.
 * **Mitochondria** (labels ``mito``, ``mito_ids``): tubes of 7-15 voxels diameter swept along
   smooth random 3D curves in any direction, some branched, with a dark double outer membrane,
   a moderately dark matrix and cristae (tilted lamellae: a light lumen between dark
-  membranes).  Each keeps >= 3 voxels off nuclei, cell walls and other mitochondria, so every
-  instance is one id.  The label covers the membranes, up to the outer edge of the outer one.
+  membranes).  Each keeps >= 3 voxels off nuclei and cell walls.  About ``clustered_fraction``
+  of them lie in clusters: each pressed against another (mostly side by side) and cut back
+  where they would overlap, so that the two share a face and the contact shows as two dark
+  outer membranes, one of each; the others keep >= 3 voxels off other mitochondria.  The label
+  covers the membranes, up to the outer edge of the outer one.
+* **Instances**: every id (``mito_ids``, ``nuc_ids``) is one 26-connected component (an object
+  that the volume's border cuts in pieces gets an id per piece); touching instances make the
+  connected components of ``mito`` / ``nuc`` merge several ids.
 * **Distractors**, never labelled and never touching a label: light vesicles with a dark rim
   (alone and in clusters), ER tubes and flat ER cisternae (pairs of dark lines), very dark
   homogeneous lipid droplets, dark granular lysosomes and mid-dark single-membrane peroxisomes,
@@ -29,12 +38,15 @@ in this order:
   quantised to uint8.
 
 Everything is drawn with numpy/scipy array operations inside each object's bounding box (cell
-walls: inside tiles near a wall); the result depends only on ``shape`` and ``seed``.
+walls: inside tiles near a wall); the result depends only on ``shape``, ``seed`` and
+``clustered_fraction`` (0 draws the images and masks of earlier versions, where nothing touches;
+only an id that the border cuts in pieces is now numbered per piece).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cc3d
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -57,8 +69,9 @@ _BLUR_SIGMA = (0.55, 0.7, 0.7)  # voxels (Z, Y, X)
 _TEXTURE_STD = 0.14             # white density texture before the blur
 _SHOT_GAIN, _READ_STD = 0.4, 4.0  # noise variance = gain * intensity + read_std**2
 
-# Occupancy bits: what may not be drawn over.
-_OCC_LABEL, _OCC_WALL, _OCC_OTHER = 1, 2, 4
+# Occupancy bits: what may not be drawn over (_OCC_LABEL: any label, nucleus or mitochondrion).
+_OCC_NUC, _OCC_WALL, _OCC_OTHER, _OCC_MITO = 1, 2, 4, 8
+_OCC_LABEL = _OCC_NUC | _OCC_MITO
 _LABEL_MARGIN = 1.5  # voxels around a label kept free of distractors and other labels
 _WALL_BAND = 2.5     # voxels either side of a cell wall kept free of mitochondria
 
@@ -71,12 +84,18 @@ class SyntheticVolume:
     nuc: uint8 in {0, 1}, nucleus interior plus envelope.
     mito: uint8 in {0, 1}, mitochondria interior plus their double membrane.
     mito_ids: uint32 mitochondrion instance ids, 0 = background, 1..N.
+    nuc_ids: uint32 nucleus instance ids, 0 = background, 1..M.
+
+    Every instance id is one 26-connected component, but instances may touch (clusters of
+    mitochondria, pairs of nuclei), so the connected components of ``mito`` or ``nuc`` can
+    merge several instances.
     """
 
     image: np.ndarray
     nuc: np.ndarray
     mito: np.ndarray
     mito_ids: np.ndarray
+    nuc_ids: np.ndarray
 
 
 @dataclass
@@ -84,7 +103,7 @@ class _Scene:
     """Mutable drawing state: (Z, Y, X) density (float32), labels, occupancy bits, size scale."""
 
     density: np.ndarray
-    nuc: np.ndarray
+    nuc_ids: np.ndarray
     mito_ids: np.ndarray
     occ: np.ndarray
     scale: float  # organelle size factor: 1 for volumes >= 96 voxels in-plane, less for tiny ones
@@ -106,11 +125,20 @@ class _Nucleus:
     phases: np.ndarray
     amps: np.ndarray
     weight: float  # Voronoi weight of its cell's seed
+    partner: "_Nucleus | None" = None  # a second nucleus of the same cell, touching this one
 
     @property
     def reach(self) -> float:
         """Upper bound (voxels) of the distance from the centre to the surface."""
         return float(self.semi_axes.max() * (1.0 + self.amps.sum()))
+
+    @property
+    def cell_reach(self) -> float:
+        """Upper bound (voxels) of the distance from the centre to this nucleus' or its partner's
+        surface: what the walls of its cell must keep clear of."""
+        if self.partner is None:
+            return self.reach
+        return max(self.reach, float(np.linalg.norm(self.partner.center - self.center)) + self.partner.reach)
 
 
 # ---------------------------------------------------------------------------- small helpers
@@ -313,7 +341,7 @@ def _plan_cells(rng: np.random.Generator, shape, nuclei: list[_Nucleus], gap: fl
         w = rng.uniform(0.9, 1.1)
         if seeds and np.min(np.linalg.norm(np.asarray(seeds) - p, axis=1)) < spacing:
             continue
-        if all(_wall_clear(n.center, n.weight, n.reach + gap + 2.5 * bend, p, w) for n in nuclei):
+        if all(_wall_clear(n.center, n.weight, n.cell_reach + gap + 2.5 * bend, p, w) for n in nuclei):
             seeds.append(p)
             weights.append(w)
     if len(seeds) < 2:  # a single cell: add a far-away seed so that the code paths stay uniform
@@ -387,13 +415,18 @@ def _nucleus_sdf_box(nuc: _Nucleus, lo, hi, factor: float = 4.0) -> np.ndarray:
     return _upsample_linear(coarse, np.asarray(hi) - np.asarray(lo))
 
 
-def _nucleus_voxels(nuc: _Nucleus, shape) -> float:
-    """Estimated number of voxels of the nucleus inside the volume (coarse sampling)."""
+def _nucleus_voxels(nuc: _Nucleus, shape, clip: _Nucleus | None = None) -> float:
+    """Estimated number of voxels of the nucleus inside the volume (coarse sampling), less those
+    inside `clip` (a nucleus it is cut back by, see :func:`_draw_nucleus`)."""
     box = _nucleus_box(nuc, shape)
     if box is None:
         return 0.0
     lo, hi = box
-    return float(np.mean(_nucleus_sdf(nuc, _coarse_axes(lo, hi, 4.0)) <= 0) * np.prod(hi - lo))
+    axes = _coarse_axes(lo, hi, 4.0)
+    inside = _nucleus_sdf(nuc, axes) <= 0
+    if clip is not None:
+        inside &= _nucleus_sdf(clip, axes) > -0.3
+    return float(np.mean(inside) * np.prod(hi - lo))
 
 
 def _nucleus_volume(nuc: _Nucleus) -> float:
@@ -401,38 +434,95 @@ def _nucleus_volume(nuc: _Nucleus) -> float:
     return float(4.0 / 3.0 * np.pi * np.prod(nuc.semi_axes))
 
 
-def _plan_nuclei(rng: np.random.Generator, shape, gap: float) -> list[_Nucleus]:
+def _cells_clear(a: _Nucleus, b: _Nucleus, gap: float) -> bool:
+    """True if the wall between the cells of nuclei a and b stays >= gap voxels off both (and
+    off their partners)."""
+    return (_wall_clear(a.center, a.weight, a.cell_reach + gap, b.center, b.weight)
+            and _wall_clear(b.center, b.weight, b.cell_reach + gap, a.center, a.weight))
+
+
+def _ellipsoid_radius(nuc: _Nucleus, u: np.ndarray) -> float:
+    """Distance (voxels) from the centre to the nucleus' ellipsoid (without bumps) along unit u."""
+    return float(1.0 / np.linalg.norm((nuc.rot @ u) / nuc.semi_axes))
+
+
+def _pair_nucleus(rng: np.random.Generator, shape, nuc: _Nucleus, others: list[_Nucleus],
+                  gap: float, room: float, tries: int = 8):
+    """A second nucleus in nuc's cell (a binucleate cell), pressed against nuc: a smaller
+    irregular ellipsoid whose centre lies mostly in-plane off nuc's surface, overlapping it by
+    30-60 % of its own radius (it is clipped by nuc when drawn), so the two share a face inside
+    the volume.  Returns (nuc with its partner, estimated partner voxels in the volume) or None."""
+    base = float(np.cbrt(np.prod(nuc.semi_axes)))
+    for _ in range(tries):
+        radius = base * rng.uniform(0.6, 0.9)
+        semi = radius * rng.uniform(0.8, 1.25, 3)
+        semi *= radius / np.cbrt(np.prod(semi))
+        k = 6
+        freqs = _random_unit(rng, k) * rng.uniform(1.0, 5.0, (k, 1))
+        part = _Nucleus(np.zeros(3), semi, _random_rotation(rng), freqs, rng.uniform(0, 2 * np.pi, k),
+                        rng.uniform(0.01, 0.05, k), nuc.weight)
+        u = _unit(np.array([0.3 * rng.standard_normal(), *_unit(rng.standard_normal(2))]))
+        contact = nuc.center + u * _ellipsoid_radius(nuc, u)
+        if np.any(contact < 2) or np.any(contact > np.asarray(shape) - 3):
+            continue
+        center = contact + u * rng.uniform(0.4, 0.7) * _ellipsoid_radius(part, -u)
+        part = _Nucleus(center, part.semi_axes, part.rot, part.freqs, part.phases, part.amps, nuc.weight)
+        paired = _Nucleus(nuc.center, nuc.semi_axes, nuc.rot, nuc.freqs, nuc.phases, nuc.amps, nuc.weight, part)
+        if not all(_cells_clear(o, paired, gap) for o in others):
+            continue
+        if _nucleus_voxels(part, shape) < 0.3 * _nucleus_volume(part):
+            continue
+        voxels = _nucleus_voxels(part, shape, clip=nuc)
+        if voxels > room:
+            continue
+        return paired, voxels
+    return None
+
+
+def _plan_nuclei(rng: np.random.Generator, shape, gap: float, paired_fraction: float = 0.0) -> list[_Nucleus]:
     """Nuclei filling ~12-20 % of the volume (at most 25 %; fewer in volumes too thin or small
     for that), each at least 30 % inside it and far enough from the others that the walls of
-    their cells stay >= gap voxels off every nucleus."""
+    their cells stay >= gap voxels off every nucleus.  About `paired_fraction` of the nuclei
+    come as touching pairs sharing one cell (see :func:`_pair_nucleus`)."""
     volume = float(np.prod(shape))
     target = rng.uniform(0.12, 0.2) * volume
     nuclei: list[_Nucleus] = []
     total = 0.0
+    count = paired = 0
     for _ in range(200):
         if total >= target:
             break
         nuc = _random_nucleus(rng, shape)
-        if not all(_wall_clear(o.center, o.weight, o.reach + gap, nuc.center, nuc.weight)
-                   and _wall_clear(nuc.center, nuc.weight, nuc.reach + gap, o.center, o.weight)
-                   for o in nuclei):
+        if not all(_cells_clear(o, nuc, gap) for o in nuclei):
             continue
         voxels = _nucleus_voxels(nuc, shape)
         if voxels < 0.3 * _nucleus_volume(nuc) or total + voxels > 0.25 * volume:
             continue
+        if paired < paired_fraction * (count + 2):
+            pair = _pair_nucleus(rng, shape, nuc, nuclei, gap, 0.25 * volume - total - voxels)
+            if pair is not None:
+                nuc, extra = pair
+                voxels += extra
+                paired += 2
         nuclei.append(nuc)
+        count += 1 if nuc.partner is None else 2
         total += voxels
     return nuclei
 
 
-def _draw_nucleus(scene: _Scene, rng: np.random.Generator, nuc: _Nucleus) -> None:
-    """Paint one nucleus (chromatin, nucleolus, double envelope) and set its label."""
+def _draw_nucleus(scene: _Scene, rng: np.random.Generator, nuc: _Nucleus, label: int,
+                  clip: _Nucleus | None = None) -> None:
+    """Paint one nucleus (chromatin, nucleolus, double envelope) and set its label; with `clip`
+    (an already drawn nucleus it touches), its shape is cut back to end where clip's ends, so
+    that the two share a face and each keeps its own envelope."""
     box = _nucleus_box(nuc, scene.shape)
     if box is None:
         return
     lo, hi = box
     sl = _slices(lo, hi)
     sdf = _nucleus_sdf_box(nuc, lo, hi)
+    if clip is not None:
+        np.maximum(sdf, np.float32(-0.3) - _nucleus_sdf_box(clip, lo, hi), out=sdf)
     depth = -sdf
     chrom = _smooth_noise(rng, sdf.shape, 3.0 * scene.scale + 1.0)
     dens = rng.uniform(*_NUCLEOPLASM) + 0.04 * chrom
@@ -448,8 +538,9 @@ def _draw_nucleus(scene: _Scene, rng: np.random.Generator, nuc: _Nucleus) -> Non
     view += _coverage(sdf) * (dens - view)
     np.maximum(view, _MEMBRANE * _band(sdf, -0.8), out=view)
     np.maximum(view, 0.95 * _MEMBRANE * _band(sdf, -3.6), out=view)
-    scene.nuc[sl] |= (sdf <= 0).astype(np.uint8)
-    scene.occ[sl] |= np.where(sdf < 3.0, _OCC_LABEL, 0).astype(np.uint8)
+    ids = scene.nuc_ids[sl]
+    ids[(sdf <= 0) & (ids == 0)] = label
+    scene.occ[sl] |= np.where(sdf < 3.0, _OCC_NUC, 0).astype(np.uint8)
 
 
 def _add_nucleolus(rng, nuc: _Nucleus, lo, hi, dens: np.ndarray, chrom: np.ndarray) -> None:
@@ -475,15 +566,31 @@ def _random_curve(rng, center, direction, length: float, step: float, bend: floa
     return pts - pts[n // 2] + center
 
 
-def _mito_skeleton(rng, occ: np.ndarray, center, scale: float):
+def _mito_radius(rng, scale: float) -> float:
+    """Random mitochondrion radius, 3.5-7.5 voxels times `scale`."""
+    return (3.5 + 4.0 * np.sqrt(rng.random())) * scale
+
+
+def _mito_skeleton(rng, occ: np.ndarray, center, scale: float, r0: float | None = None,
+                   main_dir: np.ndarray | None = None, ids: np.ndarray | None = None):
     """Centre points (n, 3), radii (n,) and arc lengths (n,) of one mitochondrion around `center`
     (radius 3.5-7.5, length up to 30-130 voxels, times `scale`), cut short where it would run
-    into something occupied (occ != 0), maybe with one branch; None if too little room."""
-    r0 = (3.5 + 4.0 * np.sqrt(rng.random())) * scale
+    into something occupied (occ != 0), maybe with one branch; None if too little room.
+    With `ids` (a mitochondrion it is to touch): occupancy of mitochondria is ignored and the
+    centre line only keeps >= 0.4 radius off labelled voxels (ids != 0) instead."""
+    r0 = _mito_radius(rng, scale) if r0 is None else r0
     step = max(1.0, 0.4 * r0)
-    main_dir = _random_unit(rng)
+    main_dir = _random_unit(rng) if main_dir is None else main_dir
+    bits = None if ids is None else _OCC_NUC | _OCC_WALL | _OCC_OTHER
+
+    def free(points: np.ndarray, radius: float) -> np.ndarray:
+        ok = _free_points(occ, points, np.full(len(points), 1.15 * radius), 2.0, bits)
+        if ids is not None:
+            ok &= _free_points(ids, points, np.full(len(points), 0.4 * radius), 0.0)
+        return ok
+
     pts = _random_curve(rng, center, main_dir, rng.uniform(30.0, 130.0) * scale, step, rng.uniform(0.3, 0.8))
-    i, j = _free_run(_free_points(occ, pts, np.full(len(pts), 1.15 * r0), 2.0), len(pts) // 2)
+    i, j = _free_run(free(pts, r0), len(pts) // 2)
     if (j - i) * step < max(4.0 * r0, 16.0 * scale):
         return None
     pts = pts[i:j]
@@ -496,7 +603,7 @@ def _mito_skeleton(rng, occ: np.ndarray, center, scale: float):
         bpts = _random_curve(rng, pts[k], side, rng.uniform(0.3, 0.7) * len(pts) * step, step, 0.4)
         bpts = bpts - bpts[0] + pts[k]
         rb = radii[k] * rng.uniform(0.7, 0.95)
-        _, m = _free_run(_free_points(occ, bpts, np.full(len(bpts), 1.15 * rb), 2.0), 0)
+        _, m = _free_run(free(bpts, rb), 0)
         if (m - 1) * step >= 2.0 * rb:
             bpts = bpts[1:m]
             pts = np.concatenate([pts, bpts])
@@ -505,14 +612,17 @@ def _mito_skeleton(rng, occ: np.ndarray, center, scale: float):
     return pts, radii, arc
 
 
-def _free_points(occ: np.ndarray, pts: np.ndarray, radii: np.ndarray, margin: float) -> np.ndarray:
-    """(n,) bool: no occupied voxel at the centre nor at 26 probes at distance radius + margin
-    around each centre (a cheap test: it misses only thin obstacles between probes)."""
+def _free_points(occ: np.ndarray, pts: np.ndarray, radii: np.ndarray, margin: float,
+                 bits: int | None = None) -> np.ndarray:
+    """(n,) bool: no occupied voxel (occ != 0, or occ & bits != 0) at the centre nor at 26 probes
+    at distance radius + margin around each centre (a cheap test: it misses only thin obstacles
+    between probes)."""
     probes = pts[:, None] + (radii[:, None, None] + margin) * _PROBES[None]
     probes = np.round(np.concatenate([pts[:, None], probes], axis=1)).astype(int)  # (n, 27, 3)
     inside = np.all((probes >= 0) & (probes < np.asarray(occ.shape)), axis=2)
     p = np.where(inside[..., None], probes, 0)
-    hit = (occ[p[..., 0], p[..., 1], p[..., 2]] != 0) & inside
+    values = occ[p[..., 0], p[..., 1], p[..., 2]]
+    hit = ((values if bits is None else values & bits) != 0) & inside
     return ~hit.any(axis=1)
 
 
@@ -561,10 +671,34 @@ _PROBES = _unit(np.array([(z, y, x) for z in (-1, 0, 1) for y in (-1, 0, 1) for 
                           if (z, y, x) != (0, 0, 0)], float))
 
 
-def _mito_is_free(scene: _Scene, lo, sdf) -> bool:
-    """True if the mitochondrion (sdf on the box at lo) plus a 2-voxel rim touches nothing."""
+def _mito_is_free(scene: _Scene, lo, sdf, bits: int = 0xFF) -> bool:
+    """True if the mitochondrion (sdf on the box at lo) plus a 2-voxel rim touches nothing
+    (no occupancy bit of `bits`)."""
     sl = _slices(lo, np.asarray(lo) + sdf.shape)
-    return not np.any(scene.occ[sl][sdf < 2.0])
+    return not np.any(scene.occ[sl][sdf < 2.0] & bits)
+
+
+def _clip_to_neighbours(scene: _Scene, lo, sdf: np.ndarray) -> np.ndarray | None:
+    """A mitochondrion's sdf (on the box at lo) cut back where it runs into other mitochondria:
+    max(sdf, 0.5 - distance to the nearest labelled voxel), so that its label ends on the voxels
+    next to theirs (sharing faces) and its own membranes follow the contact.  None if, cut back,
+    it shares no face with another mitochondrion."""
+    sl = _slices(lo, np.asarray(lo) + sdf.shape)
+    others = scene.mito_ids[sl] != 0
+    # Only labelled voxels with sdf < 0.5 can move the cut surface or the membranes within ~4
+    # voxels of it (deeper changes saturate); the distance is needed near them only.
+    near = np.nonzero(others & (sdf < 0.5))
+    if len(near[0]) == 0:
+        return None
+    a = np.maximum([int(i.min()) - 5 for i in near], 0)
+    b = np.minimum([int(i.max()) + 6 for i in near], sdf.shape)
+    sub = _slices(a, b)
+    dist = ndi.distance_transform_edt(~others[sub]).astype(np.float32)
+    clipped = sdf.copy()
+    np.maximum(clipped[sub], np.float32(0.5) - dist, out=clipped[sub])
+    if not np.any((clipped[sub] <= 0) & (dist <= 1.0)):
+        return None
+    return clipped
 
 
 def _wave_noise(rng, coords: np.ndarray, freq: float, waves: int = 3) -> np.ndarray:
@@ -604,19 +738,68 @@ def _draw_mito(scene: _Scene, rng, tube, pts, arc, label: int) -> int:
     view[sel] = new
     inside = d <= 0
     scene.mito_ids[sl][tuple(s[inside] for s in sel)] = label
-    scene.occ[sl][tuple(s[d < _LABEL_MARGIN] for s in sel)] |= _OCC_LABEL
+    scene.occ[sl][tuple(s[d < _LABEL_MARGIN] for s in sel)] |= _OCC_MITO
     return int(inside.sum())
 
 
-def _draw_mitochondria(scene: _Scene, rng) -> None:
-    """Place non-overlapping mitochondria in free cytoplasm until ~4-8 % of the volume is mito."""
+def _attach_mito(scene: _Scene, rng, skeletons: list, tries: int = 3):
+    """Draw a mitochondrion pressed against an existing one (random partner, random point of
+    its centre line, mostly running alongside it), cut back where they would overlap (see
+    :func:`_clip_to_neighbours`); it appends its skeleton.  Returns (partner index, voxels) or
+    None if no try fitted."""
+    shape = np.asarray(scene.shape)
+    for _ in range(tries):
+        k = int(rng.integers(len(skeletons)))
+        pts_a, radii_a = skeletons[k]
+        inside = np.flatnonzero(np.all((pts_a >= 0) & (pts_a <= shape - 1), axis=1))
+        if len(inside) == 0:
+            continue
+        i = int(inside[rng.integers(len(inside))])
+        tangent = _unit(pts_a[min(i + 1, len(pts_a) - 1)] - pts_a[max(i - 1, 0)])
+        side = _random_unit(rng)
+        side = _unit(side - np.dot(side, tangent) * tangent)
+        r0 = _mito_radius(rng, scene.scale)
+        center = pts_a[i] + side * (radii_a[i] + rng.uniform(0.45, 0.75) * r0)
+        if np.any(center < 0) or np.any(center > shape - 1):
+            continue
+        if rng.random() < 0.6:  # side by side, else at any angle
+            direction = _unit(tangent * rng.choice([-1.0, 1.0]) + 0.5 * _random_unit(rng))
+        else:
+            direction = _random_unit(rng)
+        skeleton = _mito_skeleton(rng, scene.occ, center, scene.scale, r0, direction, scene.mito_ids)
+        if skeleton is None:
+            continue
+        pts, radii, arc = skeleton
+        tube = _tube_sdf(pts, radii, scene.shape, 2.5)
+        if tube is None or not _mito_is_free(scene, tube[0], tube[2], _OCC_NUC | _OCC_WALL | _OCC_OTHER):
+            continue
+        clipped = _clip_to_neighbours(scene, tube[0], tube[2])
+        if clipped is None:
+            continue
+        skeletons.append((pts, radii))
+        return k, _draw_mito(scene, rng, (tube[0], tube[1], clipped, tube[3]), pts, arc, len(skeletons))
+    return None
+
+
+def _draw_mitochondria(scene: _Scene, rng, clustered_fraction: float = 0.0) -> None:
+    """Place mitochondria in free cytoplasm until ~4-8 % of the volume is mito: about
+    `clustered_fraction` of them in clusters (each touching at least one other, see
+    :func:`_attach_mito`), the others keeping >= 3 voxels off everything."""
     volume = float(np.prod(scene.shape))
     target = rng.uniform(0.045, 0.08) * volume
     typical = np.pi * (5.2 * scene.scale) ** 2 * 75.0 * scene.scale
-    total, label = 0, 0
+    total = 0
+    skeletons: list[tuple[np.ndarray, np.ndarray]] = []  # (centre points, radii) per label - 1
+    clustered: set[int] = set()
     for _ in range(int(100 + 20 * target / typical)):
         if total >= target:
             break
+        if skeletons and len(clustered) < clustered_fraction * (len(skeletons) + 1):
+            attached = _attach_mito(scene, rng, skeletons)
+            if attached is not None:
+                clustered.update((attached[0], len(skeletons) - 1))
+                total += attached[1]
+                continue
         center = rng.uniform(0, np.asarray(scene.shape) - 1)
         if scene.occ[tuple(np.round(center).astype(int))]:
             continue
@@ -629,8 +812,8 @@ def _draw_mitochondria(scene: _Scene, rng) -> None:
             continue
         if not np.any(tube[2] <= 0):
             continue
-        label += 1
-        total += _draw_mito(scene, rng, tube, pts, arc, label)
+        skeletons.append((pts, radii))
+        total += _draw_mito(scene, rng, tube, pts, arc, len(skeletons))
 
 
 # ---------------------------------------------------------------------------- distractors
@@ -810,26 +993,55 @@ def _render(rng, density: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------- entry point
 
 
-def make_em_volume(shape: tuple[int, int, int], seed: int = 0) -> SyntheticVolume:
+def _one_component_ids(ids: np.ndarray) -> np.ndarray:
+    """Instance ids made consecutive (1..N) with each id one 26-connected component: an object
+    the volume's border cuts into pieces gets one id per piece (the largest keeps its place in
+    the order).  Returns `ids` itself when nothing changes."""
+    comps, n = cc3d.connected_components(ids, connectivity=26, return_N=True)
+    present = np.unique(ids)
+    if n == len(present) - (present[0] == 0) and (len(present) == 0 or present[-1] == n):
+        return ids
+    orig = np.zeros(n + 1, np.int64)
+    orig[comps.reshape(-1)] = ids.reshape(-1)
+    sizes = np.bincount(comps.reshape(-1), minlength=n + 1)
+    order = np.lexsort((-sizes[1:], orig[1:])) + 1  # by original id, then largest piece first
+    new = np.zeros(n + 1, np.uint32)
+    new[order] = np.arange(1, n + 1, dtype=np.uint32)
+    return new[comps]
+
+
+def make_em_volume(shape: tuple[int, int, int], seed: int = 0, clustered_fraction: float = 0.4) -> SyntheticVolume:
     """Generate an EM-like volume of `shape` (Z, Y, X) voxels (~8 nm isotropic) with its
-    nucleus / mitochondria labels; deterministic in (shape, seed).  See the module docstring."""
+    nucleus / mitochondria labels and instance ids; deterministic in (shape, seed,
+    clustered_fraction).  About `clustered_fraction` (0-1) of the mitochondria come in touching
+    clusters and of the nuclei in touching pairs (0: every instance stands apart).  See the
+    module docstring."""
     shape = tuple(int(n) for n in shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"shape must be 3 positive ints (Z, Y, X), got {shape}")
+    if not 0.0 <= clustered_fraction <= 1.0:
+        raise ValueError(f"clustered_fraction must be in [0, 1], got {clustered_fraction}")
     rng = np.random.default_rng(seed)
     length = float(min(shape[1:]))
-    scene = _Scene(np.empty(shape, np.float32), np.zeros(shape, np.uint8),
+    scene = _Scene(np.empty(shape, np.float32), np.zeros(shape, np.uint32),
                    np.zeros(shape, np.uint32), np.zeros(shape, np.uint8),
                    float(np.clip(length / 96.0, 0.4, 1.0)))
     bend = 0.03 * length + 0.5
     gap = 6.0 * scene.scale + 3.0
-    nuclei = _plan_nuclei(rng, shape, gap)
+    nuclei = _plan_nuclei(rng, shape, gap, clustered_fraction)
     _draw_cells(scene, rng, _plan_cells(rng, shape, nuclei, gap, bend))
     _add_specks(scene, rng)
+    label = 0
     for nuc in nuclei:
-        _draw_nucleus(scene, rng, nuc)
-    _draw_mitochondria(scene, rng)
+        label += 1
+        _draw_nucleus(scene, rng, nuc, label)
+        if nuc.partner is not None:
+            label += 1
+            _draw_nucleus(scene, rng, nuc.partner, label, clip=nuc)
+    _draw_mitochondria(scene, rng, clustered_fraction)
     _draw_distractors(scene, rng)
-    mito = (scene.mito_ids > 0).astype(np.uint8)
     image = _render(rng, scene.density)
-    return SyntheticVolume(image=image, nuc=scene.nuc, mito=mito, mito_ids=scene.mito_ids)
+    mito_ids = _one_component_ids(scene.mito_ids)
+    nuc_ids = _one_component_ids(scene.nuc_ids)
+    return SyntheticVolume(image=image, nuc=(nuc_ids > 0).astype(np.uint8), mito=(mito_ids > 0).astype(np.uint8),
+                           mito_ids=mito_ids, nuc_ids=nuc_ids)

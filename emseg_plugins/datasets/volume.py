@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.config.loader import require_choice
+from emseg_plugins.config.keys import require_choice
 from emseg_plugins.datasets.patches import Volume, VolumeData
 from emseg_plugins.datasets.volume_io import read_volume, split_uri
 from emseg_plugins.errors import ConfigError, DataError

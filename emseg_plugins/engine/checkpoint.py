@@ -16,7 +16,7 @@ from emseg_plugins.errors import CheckpointError
 from emseg_plugins.utils.atomic import atomic_path
 
 # Keys that decide the model's weights and outputs: a checkpoint must agree on all of them.
-MODEL_KEYS = ("MODEL", "DATASET.CLASSES", "DATASET.DIMS", "DATASET.INPUT_SLICES")
+MODEL_KEYS = ("MODEL", "DATASET.CLASSES", "DATASET.DIMS", "DATASET.INPUT_SLICES", "TARGET.NAMES", "TARGET.AFFINITY_OFFSETS")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -107,6 +107,8 @@ def _first_difference(key: str, mine: Any, theirs: Any) -> tuple[str, Any, Any] 
             found = _first_difference(f"{key}.{sub}", mine[sub], theirs[sub])
             if found is not None:
                 return found
+        return None
+    if mine is None or theirs is None:  # a key only one side has (e.g. TARGET in checkpoints older than targets)
         return None
     return None if mine == theirs else (key, mine, theirs)
 

@@ -16,14 +16,11 @@ from emseg_plugins.engine.rng import rng_state, set_rng_state
 from emseg_plugins.errors import TrainingError
 from emseg_plugins.evaluation.metrics import SegmentationMetrics, mean_over_classes
 from emseg_plugins.losses.multitask import build_terms, check_model_outputs, multitask_loss
+from emseg_plugins.models.outputs import embedding_of, logits_of, split_heads
 from emseg_plugins.registry import MODELS
+from emseg_plugins.targets import heads
 
 OPTIMIZERS = {"AdamW": torch.optim.AdamW, "Adam": torch.optim.Adam, "SGD": torch.optim.SGD}
-
-
-def logits_of(output: Any) -> torch.Tensor:
-    """The main logits of a model output: a tensor, or a dict with ``"logits"`` (docs/schemas.md)."""
-    return output["logits"] if isinstance(output, dict) else output
 
 
 class SegmentationModule(pl.LightningModule):
@@ -38,6 +35,7 @@ class SegmentationModule(pl.LightningModule):
         self.save_hyperparameters()
         self.cfg = CN.load_cfg(cfg_yaml)
         self.model = MODELS.build(self.cfg.MODEL.ARCHITECTURE, self.cfg)
+        self.heads = heads(self.cfg)  # class logits, then each learned target's channels
         self.terms = build_terms(self.cfg)
         check_model_outputs(self.terms, self.model, self.cfg)
         self.loss = self.terms[0].fn  # the main loss; the extra ones are registered so their buffers follow the device
@@ -64,9 +62,9 @@ class SegmentationModule(pl.LightningModule):
         return logits_of(self.model(image))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        output = self.model(batch["image"])
+        output = split_heads(self.model(batch["image"]), self.heads)
         if hasattr(self.model, "update_prototypes"):
-            self.model.update_prototypes(output["embedding"].detach(), batch["label"])
+            self.model.update_prototypes(embedding_of(output).detach(), batch["label"])
         loss, parts = multitask_loss(self.terms, output, batch, self.cfg.LOSS.AUX_WEIGHTS)
         if not torch.isfinite(loss):
             return self.nonfinite(loss, batch_idx)
@@ -109,7 +107,7 @@ class SegmentationModule(pl.LightningModule):
                 f"{self.cfg.DATASET.NAME!r} with SYSTEM.SEED {self.cfg.SYSTEM.SEED}")
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        output = self.model(batch["image"])
+        output = split_heads(self.model(batch["image"]), self.heads)
         loss, _ = multitask_loss(self.terms, output, batch)
         self.log("val/loss", loss, sync_dist=True)
         self.val_metrics.update(logits_of(output), batch["label"], batch.get("valid_mask"))

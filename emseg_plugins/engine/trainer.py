@@ -10,7 +10,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.strategies import StrategyRegistry
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.config.loader import require_choice
+from emseg_plugins.config.keys import require_choice
 from emseg_plugins.engine.checkpoint import AtomicCheckpointIO
 from emseg_plugins.errors import ConfigError
 
@@ -28,6 +28,9 @@ def check_hardware(cfg: CN) -> None:
                           "set SYSTEM.NUM_GPUS 0 to train on the CPU")
     if cfg.SYSTEM.DEVICES < 1 or cfg.SYSTEM.NUM_NODES < 1:
         raise ConfigError(f"config: SYSTEM.DEVICES = {cfg.SYSTEM.DEVICES} and SYSTEM.NUM_NODES = {cfg.SYSTEM.NUM_NODES} must be at least 1")
+    if cfg.MODEL.NORM_MODE == "sync_bn" and cfg.SYSTEM.NUM_GPUS == 0 and cfg.SYSTEM.DEVICES > 1:
+        raise ConfigError("config: MODEL.NORM_MODE = 'sync_bn' needs GPUs (torch's SyncBatchNorm runs on CUDA only); "
+                          "use bn for CPU processes, or a model with instance/group norm")
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -86,4 +89,5 @@ def build_trainer(cfg: CN, run_dir: str | Path, stop_at: int | None = None) -> p
         num_sanity_val_steps=0,
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,  # the data module shards by rank and resumes by step itself
+        sync_batchnorm=on_gpu and cfg.MODEL.NORM_MODE == "sync_bn",  # BatchNorm statistics over the global batch under DDP
     )

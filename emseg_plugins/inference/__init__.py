@@ -1,1 +1,1 @@
-"""Whole-volume prediction and prediction writers."""
+"""Prediction: a checkpoint as a plain nn.Module (predictor), sliding windows, TTA, chunked deploy, SLURM scripts, writers."""

@@ -13,19 +13,22 @@ Output store (``--output x.zarr``):
     probabilities     uint8 (K, Z, Y, X), round(255 p) (default), or float16 p with --dtype float16;
                       chunks (1, *block); attribute ``classes``
     masks             uint8 (K, Z, Y, X), 1 where p >= INFERENCE.THRESHOLD (with --masks)
-    instances_local   uint32 (Z, Y, X), per-block instance ids (with --instances)
-    instances         uint64 (Z, Y, X), ids stitched across blocks (with --instances)
+    binary, contour,  the model's learned-target maps (TARGET.NAMES), (C, Z, Y, X), dtype as probabilities
+    distance, affinity
+    instances_local   uint32 (Z, Y, X), per-block instance ids (with --instances DECODER)
+    instances         uint64 (Z, Y, X), ids stitched across blocks (with --instances DECODER)
     deploy.json       the plan (input, weights, block, halo, config); a restart must agree with it
-    blocks/, stitched/  completion markers
+    blocks/, decoded/, stitched/, shells/  completion markers and decoded block shells
+
+With ``--instances`` a second pass decodes each block from the stored maps with the same halo and a
+third stitches them (``deploy_instances.py``): the result equals decoding the whole stored volume at
+once for every object whose foreground component fits in a block plus its halo.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,55 +40,15 @@ from emseg_plugins.errors import ConfigError, DataError
 from emseg_plugins.inference.sliding_window import predict_outputs
 from emseg_plugins.inference.sources import open_source
 from emseg_plugins.inference.tta import check_tta
-from emseg_plugins.postprocess.instances import connected_instances, watershed_instances
-from emseg_plugins.postprocess.stitch import Box, apply_lookup, block_grid, block_offsets, stitch_lookup
+from emseg_plugins.inference.deploy_instances import decode_task, decoded, stitch_output
+from emseg_plugins.inference.plan import PLAN_FILE, Plan, sha256_of  # noqa: F401  (re-exported: the deploy's public names)
+from emseg_plugins.postprocess.blockwise import grow, inside
+from emseg_plugins.postprocess.stitch import Box
+from emseg_plugins.registry import DECODERS
+from emseg_plugins.targets import target_names
 from emseg_plugins.utils.atomic import atomic_write_text
 
-PLAN_FILE = "deploy.json"
-INSTANCE_METHODS = ("", "cc", "watershed")
 PROBABILITY_DTYPES = ("uint8", "float16")  # uint8: round(255 p), 1 byte/voxel; float16: p itself, 2 bytes/voxel
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything that decides a deploy's output; stored in ``deploy.json`` and compared on restart."""
-
-    input: str
-    output: str
-    checkpoint: str
-    checkpoint_sha256: str
-    cfg_yaml: str  # model + INFERENCE settings (the checkpoint's model, the run config's inference)
-    shape: tuple[int, int, int]  # (Z, Y, X) voxels
-    block: tuple[int, int, int]
-    halo: tuple[int, int, int]
-    classes: tuple[str, ...]
-    instances: str = ""  # "" | "cc" | "watershed", on the channel of INFERENCE.INSTANCE_CLASS (else the first)
-    min_size: int = 0  # voxels; smaller instances are dropped
-    dtype: str = "uint8"  # probabilities as "uint8" (round(255 p)) or "float16" (p)
-    masks: bool = False  # also write ``masks`` (uint8, p >= INFERENCE.THRESHOLD)
-    boxes: tuple[Box, ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self):
-        object.__setattr__(self, "boxes", tuple(block_grid(self.shape, self.block)))
-
-    def to_json(self) -> str:
-        data = {k: v for k, v in asdict(self).items() if k != "boxes"}
-        return json.dumps(data, indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> Plan:
-        data = json.loads(text)
-        for key in ("shape", "block", "halo", "classes"):
-            data[key] = tuple(data[key])
-        return cls(**data)
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def default_halo(cfg: CN) -> tuple[int, int, int]:
@@ -120,11 +83,21 @@ def check_plan(plan: Plan, cfg: CN) -> None:
     if cfg.MODEL.IN_PLANES != 1:
         raise ConfigError(f"{plan.checkpoint}: the model takes MODEL.IN_PLANES = {cfg.MODEL.IN_PLANES} channels per slice, "
                           f"but {plan.input} is a single-channel volume")
-    if plan.instances not in INSTANCE_METHODS:
-        raise ConfigError(f"--instances {plan.instances!r} must be one of cc, watershed")
+    if plan.instances:
+        check_decoder(plan.instances, cfg)
     if plan.dtype not in PROBABILITY_DTYPES:
         raise ConfigError(f"--dtype {plan.dtype!r} must be one of {', '.join(PROBABILITY_DTYPES)}")
     check_tta(cfg)
+
+
+def check_decoder(name: str, cfg: CN) -> None:
+    """:class:`ConfigError` when decoder ``name`` is unknown or needs a map the model does not learn."""
+    decoder = DECODERS.build(name, cfg)
+    learned = {"foreground", *target_names(cfg)}
+    missing = [m for m in decoder.needs if m not in learned]
+    if missing:
+        raise ConfigError(f"--instances {name} needs the {', '.join(missing)} map(s), but the model learns only "
+                          f"TARGET.NAMES {list(cfg.TARGET.NAMES)}; train with {', '.join(missing)} in TARGET.NAMES or use cc/watershed")
 
 
 def prepare_output(plan: Plan, overwrite: bool) -> list[int]:
@@ -152,11 +125,20 @@ def prepare_output(plan: Plan, overwrite: bool) -> list[int]:
         if plan.masks:
             masks = root.create_dataset("masks", shape=(k, *plan.shape), chunks=(1, *plan.block), dtype="u1", fill_value=0)
             masks.attrs["classes"] = list(plan.classes)
+        for name, channels in target_maps(plan):
+            root.create_dataset(name, shape=(channels, *plan.shape), chunks=(1, *plan.block), dtype=plan.dtype, fill_value=0)
         if plan.instances:
             root.create_dataset("instances_local", shape=plan.shape, chunks=plan.block, dtype="u4", fill_value=0)
             root.create_dataset("instances", shape=plan.shape, chunks=plan.block, dtype="u8", fill_value=0)
         atomic_write_text(plan_file, plan.to_json())  # last: a store without it is recreated
     return [i for i in range(len(plan.boxes)) if not _marker(out, "blocks", i).is_file()]
+
+
+def target_maps(plan: Plan) -> list[tuple[str, int]]:
+    """(name, channels) of every learned-target map the plan's model writes."""
+    from emseg_plugins.targets import build_targets
+
+    return [(t.name, t.channels) for t in build_targets(CN.load_cfg(plan.cfg_yaml))]
 
 
 def _short(value) -> str:
@@ -174,7 +156,7 @@ _MODELS: dict[str, object] = {}  # per process: checkpoint sha -> model, loaded 
 def _model_for(plan: Plan, gpu: bool = False):
     """The plan's model, on a GPU when ``gpu`` (SYSTEM.NUM_GPUS > 0) and one is visible, else on the CPU."""
     if plan.checkpoint_sha256 not in _MODELS:
-        from emseg_plugins.engine.run import restore_model  # the engine pulls in Lightning; only workers need it
+        from emseg_plugins.inference.predictor import restore_model  # pulls in the model registry; only workers need it
 
         _MODELS[plan.checkpoint_sha256] = restore_model(plan.checkpoint, gpu=gpu)[0]
     return _MODELS[plan.checkpoint_sha256]
@@ -182,46 +164,40 @@ def _model_for(plan: Plan, gpu: bool = False):
 
 def with_halo(box: Box, halo: Sequence[int], shape: Sequence[int]) -> tuple[Box, Box]:
     """(the block grown by ``halo`` and clipped to the volume, the block's position inside it)."""
-    outer = tuple(slice(max(0, s.start - h), min(n, s.stop + h)) for s, h, n in zip(box, halo, shape))
-    inner = tuple(slice(s.start - o.start, s.stop - o.start) for s, o in zip(box, outer))
-    return outer, inner
+    outer = grow(box, halo, shape)
+    return outer, inside(box, outer)
 
 
 def predict_block(plan_json: str, index: int) -> int:
-    """Predict block ``index`` of the plan into the store and mark it done; returns its instance count."""
+    """Predict block ``index`` of the plan into the store (probabilities and learned maps) and mark it done."""
     plan = Plan.from_json(plan_json)
     cfg = CN.load_cfg(plan.cfg_yaml)
     box = plan.boxes[index]
     outer, inner = with_halo(box, plan.halo, plan.shape)
     with open_source(plan.input) as source:
         image = np.asarray(source[outer])
-    probs = predict_outputs(_model_for(plan, cfg.SYSTEM.NUM_GPUS > 0), image, cfg, progress=False)["probabilities"][(slice(None), *inner)]
+    outputs = predict_outputs(_model_for(plan, cfg.SYSTEM.NUM_GPUS > 0), image, cfg, progress=False)
     root = zarr.open_group(plan.output, mode="r+")
-    root["probabilities"][(slice(None), *box)] = np.round(probs * 255).astype(np.uint8) if plan.dtype == "uint8" else probs.astype(np.float16)
+    probs = outputs["probabilities"][(slice(None), *inner)]
+    for name in ("probabilities", *(n for n, _ in target_maps(plan))):
+        values = outputs[name][(slice(None), *inner)]
+        root[name][(slice(None), *box)] = np.round(values * 255).astype(np.uint8) if plan.dtype == "uint8" else values.astype(np.float16)
     if plan.masks:
         root["masks"][(slice(None), *box)] = (probs >= cfg.INFERENCE.THRESHOLD).astype(np.uint8)
-    count = 0
-    if plan.instances:
-        channel = list(plan.classes).index(cfg.INFERENCE.INSTANCE_CLASS) if cfg.INFERENCE.INSTANCE_CLASS else 0
-        if plan.instances == "cc":  # 6-connected: stitching across block faces then equals the whole volume's
-            local = connected_instances(probs[channel] >= cfg.INFERENCE.THRESHOLD, connectivity=6, min_size=plan.min_size)
-        else:
-            local = watershed_instances(probs[channel], cfg.INFERENCE.THRESHOLD, min_size=plan.min_size)
-        root["instances_local"][box] = local
-        count = int(local.max())
-    atomic_write_text(_marker(Path(plan.output), "blocks", index), json.dumps({"count": count}))
-    return count
+    atomic_write_text(_marker(Path(plan.output), "blocks", index), "{}")
+    return index
 
 
-def run_blocks(plan: Plan, todo: Sequence[int], scheduler: str = "local", workers: int = 2, progress: bool = True) -> None:
-    """Run the block tasks: ``local`` (in this process), ``dask`` (a LocalCluster of ``workers``
-    processes) or the address of a running Dask scheduler (``tcp://host:8786``)."""
+def run_blocks(plan: Plan, todo: Sequence[int], scheduler: str = "local", workers: int = 2, progress: bool = True,
+               task=predict_block, desc: str = "deploy") -> None:
+    """Run ``task(plan_json, index)`` for the blocks in ``todo``: ``local`` (in this process), ``dask`` (a
+    LocalCluster of ``workers`` processes) or the address of a running Dask scheduler (``tcp://host:8786``)."""
     plan_json = plan.to_json()
-    bar = tqdm(total=len(plan.boxes), initial=len(plan.boxes) - len(todo), desc="deploy", unit="block", disable=not progress)
+    bar = tqdm(total=len(plan.boxes), initial=len(plan.boxes) - len(todo), desc=desc, unit="block", disable=not progress)
     with bar:
         if scheduler == "local":
             for index in todo:
-                predict_block(plan_json, index)
+                task(plan_json, index)
                 bar.update()
             return
         from dask.distributed import Client, LocalCluster, as_completed
@@ -229,25 +205,13 @@ def run_blocks(plan: Plan, todo: Sequence[int], scheduler: str = "local", worker
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) if scheduler == "dask" else None
         try:
             with Client(cluster if cluster is not None else scheduler) as client:
-                futures = client.map(predict_block, [plan_json] * len(todo), list(todo), pure=False)
+                futures = client.map(task, [plan_json] * len(todo), list(todo), pure=False)
                 for future in as_completed(futures):
                     future.result()  # a failed task raises here, with its own error
                     bar.update()
         finally:
             if cluster is not None:
                 cluster.close()
-
-
-def stitch_output(plan: Plan, progress: bool = True) -> None:
-    """Write ``instances``: per-block ids joined across block faces (resumable per block)."""
-    out = Path(plan.output)
-    root = zarr.open_group(str(out), mode="r+")
-    counts = [json.loads(_marker(out, "blocks", i).read_text())["count"] for i in range(len(plan.boxes))]
-    lookup = stitch_lookup(root["instances_local"], plan.boxes, counts)
-    for index, (box, offset) in enumerate(tqdm(list(zip(plan.boxes, block_offsets(counts))), desc="stitch", unit="block", disable=not progress)):
-        if not _marker(out, "stitched", index).is_file():
-            root["instances"][box] = apply_lookup(root["instances_local"][box], offset, lookup)
-            atomic_write_text(_marker(out, "stitched", index), "{}")
 
 
 def deploy(plan: Plan, cfg: CN, scheduler: str = "local", workers: int = 2, overwrite: bool = False,
@@ -263,7 +227,13 @@ def deploy(plan: Plan, cfg: CN, scheduler: str = "local", workers: int = 2, over
     if blocks is not None:
         todo = [i for i in todo if i in blocks]
     run_blocks(plan, todo, scheduler, workers, progress)
-    done = all(_marker(Path(plan.output), "blocks", i).is_file() for i in range(len(plan.boxes)))
+    out = Path(plan.output)
+    done = all(_marker(out, "blocks", i).is_file() for i in range(len(plan.boxes)))
     if done and plan.instances:
-        stitch_output(plan, progress)
+        undecoded = [i for i in range(len(plan.boxes)) if not decoded(out, i)]
+        run_blocks(plan, undecoded, scheduler, workers, progress, task=decode_task, desc="decode")
+        cut = stitch_output(plan, progress)
+        if cut:
+            print(f"warning: {cut} foreground component(s) reach past a block's halo {list(plan.halo)}; their instances may "
+                  "differ from decoding the whole volume at once: raise --halo to cover the largest object", flush=True)
     return done

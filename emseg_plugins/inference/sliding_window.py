@@ -13,6 +13,8 @@ from tqdm import tqdm
 from yacs.config import CfgNode as CN
 
 from emseg_plugins.inference.tta import tta_variants, with_tta
+from emseg_plugins.models.outputs import embedding_of, full_resolution, logits_of, split_heads
+from emseg_plugins.targets import heads
 
 
 def make_inferer(cfg: CN) -> SlidingWindowInferer:
@@ -28,7 +30,8 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, cfg: CN, progress:
 
 @torch.no_grad()
 def predict_outputs(model: torch.nn.Module, image: np.ndarray, cfg: CN, progress: bool = True) -> dict[str, np.ndarray]:
-    """image (Z, Y, X) -> ``{"probabilities": (K, Z, Y, X)[, "embedding": (E, Z, Y, X)]}`` float32.
+    """image (Z, Y, X) -> ``{"probabilities": (K, Z, Y, X)[, "embedding": (E, Z, Y, X)][, target: (C, Z, Y, X)]}``
+    float32; each learned target (TARGET.NAMES) comes as its own sigmoid map under its name.
 
     With INFERENCE.AUG_MODE "mean" each window is predicted under INFERENCE.AUG_NUM flips/transposes,
     un-transformed and averaged (``inference.tta``) before the windows are blended.
@@ -42,14 +45,16 @@ def predict_outputs(model: torch.nn.Module, image: np.ndarray, cfg: CN, progress
         volume /= 255.0
 
     def network(x: torch.Tensor) -> dict[str, torch.Tensor]:  # MONAI blends each key of a dict output
-        out = model(x)
-        out = out if isinstance(out, dict) else {"logits": out}
-        return {key: value for key, value in out.items() if key in ("logits", "embedding")}
+        return full_resolution(model(x))
 
     network = with_tta(network, chosen)
 
+    groups = heads(cfg)
+
     def finish(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        named = {"probabilities": torch.sigmoid(out["logits"]), "embedding": out.get("embedding")}
+        out = split_heads(out, groups)
+        named = {"probabilities": torch.sigmoid(logits_of(out)), "embedding": embedding_of(out)}
+        named.update({name: torch.sigmoid(out[name]) for name, _ in groups[1:]})  # learned targets' maps
         return {key: value.float().cpu() for key, value in named.items() if value is not None}
 
     if cfg.DATASET.DIMS == 3:

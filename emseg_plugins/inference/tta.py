@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.config.loader import require, require_choice
+from emseg_plugins.config.keys import require, require_choice
 
 AUG_MODES = ("", "mean")
 

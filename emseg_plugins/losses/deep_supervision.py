@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from emseg_plugins.errors import ConfigError
+from emseg_plugins.models.outputs import aux_of, logits_of
 
 
 def aux_weights(configured: Sequence[float], count: int) -> list[float]:
@@ -35,9 +36,8 @@ def supervised_loss(
     valid_mask: torch.Tensor | None = None, weights: Sequence[float] = (),
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``(total, {"main": ..., "aux1": ..., ...})`` for a tensor or dict model output."""
-    main = output["logits"] if isinstance(output, dict) else output
-    parts = {"main": loss_fn(main, label, valid_mask)}
-    heads = output.get("aux", []) if isinstance(output, dict) else []
+    parts = {"main": loss_fn(logits_of(output), label, valid_mask)}
+    heads = aux_of(output)
     total = parts["main"]
     for i, (head, weight) in enumerate(zip(heads, aux_weights(weights, len(heads))), start=1):
         parts[f"aux{i}"] = loss_fn(head, resize_like(label, head), resize_like(valid_mask, head))

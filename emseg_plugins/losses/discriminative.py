@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.config.loader import require
+from emseg_plugins.config.keys import require
 from emseg_plugins.losses.region import zero_loss
 
 

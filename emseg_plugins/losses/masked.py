@@ -17,9 +17,10 @@ skeleton) or the class axis (softmax, per-class weights) must mask themselves in
 losses see batch and space pooled per class (as ``dice_bce``'s Dice already does); per-voxel means
 become per-class means averaged over classes.
 
-Wrapping ``masked`` in itself is a :class:`ConfigError`, as is wrapping ``discriminative`` (its inputs
-are embeddings and instance ids, not logits and targets) or ``per_class_combo`` (it needs every
-class channel, and masks itself).
+Wrapping ``masked`` in itself is a :class:`ConfigError`, as is wrapping a loss that declares other
+``inputs`` than logits and labels (``discriminative``: embeddings and instance ids) or
+``class_separable = False`` (``per_class_combo``: it needs every class channel, and masks itself).
+Those are attributes of the built loss (docs/schemas.md), so a third-party loss declares them too.
 """
 from __future__ import annotations
 
@@ -31,18 +32,11 @@ from torch import nn
 from yacs.config import CfgNode as CN
 
 from emseg_plugins.errors import ConfigError
-from emseg_plugins.losses.discriminative import build_discriminative
-from emseg_plugins.losses.per_class_combo import build_per_class_combo
+from emseg_plugins.losses.multitask import SEGMENTATION_INPUTS
 from emseg_plugins.losses.region import mask_batch, zero_loss
 from emseg_plugins.registry import LOSSES
 
 LossFn = Callable[..., torch.Tensor]
-
-# builders the wrapper cannot call correctly, with the reason
-UNWRAPPABLE: dict[Callable, str] = {
-    build_discriminative: "takes embeddings and instance ids, not logits; it cannot be masked",
-    build_per_class_combo: "needs all class channels at once and masks NaN itself; select it as LOSS.NAME directly",
-}
 
 # True while build_masked builds its inner loss: a builder reached again meanwhile is a wrapping cycle
 # (e.g. INNER names another plugin name bound to build_masked, or a wrapper that builds `masked`).
@@ -82,10 +76,21 @@ def build_masked(cfg: CN) -> MaskedLoss:
     builder = LOSSES.get(inner)
     if builder is build_masked:
         raise ConfigError(f"config: LOSS.MASKED.INNER = {inner!r} is the masked loss itself; name the loss to mask (e.g. 'dice_bce')")
-    if builder in UNWRAPPABLE:
-        raise ConfigError(f"config: LOSS.MASKED.INNER = {inner!r} {UNWRAPPABLE[builder]}")
     token = _BUILDING.set(True)
     try:
-        return MaskedLoss(builder(cfg))
+        loss = builder(cfg)
     finally:
         _BUILDING.reset(token)
+    check_maskable(loss, inner)
+    return MaskedLoss(loss)
+
+
+def check_maskable(loss: LossFn, name: str) -> None:
+    """:class:`ConfigError` unless ``loss`` takes (logits, labels) and is separable over classes, as it declares."""
+    inputs = tuple(getattr(loss, "inputs", SEGMENTATION_INPUTS))
+    if inputs != SEGMENTATION_INPUTS:
+        raise ConfigError(f"config: LOSS.MASKED.INNER = {name!r} takes the model's {inputs[0]} and the batch's {inputs[1]} "
+                          "(its `inputs`), not logits and labels; it cannot be masked")
+    if not getattr(loss, "class_separable", True):
+        raise ConfigError(f"config: LOSS.MASKED.INNER = {name!r} needs all class channels at once (class_separable = False) "
+                          "and masks NaN itself; select it as LOSS.NAME directly")

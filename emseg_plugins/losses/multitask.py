@@ -18,10 +18,11 @@ from yacs.config import CfgNode as CN
 
 from emseg_plugins.errors import ConfigError
 from emseg_plugins.losses.deep_supervision import supervised_loss
+from emseg_plugins.models.outputs import LOGITS, declared_outputs
 from emseg_plugins.registry import LOSSES
+from emseg_plugins.targets import build_targets, target_losses
 
-SEGMENTATION_INPUTS = ("logits", "label")  # what a loss consumes unless it declares `inputs`
-MODEL_OUTPUTS = ("logits",)  # what a model outputs unless it declares `outputs` (aux heads are implied)
+SEGMENTATION_INPUTS = (LOGITS, "label")  # what a loss consumes unless it declares `inputs`
 
 
 @dataclass(frozen=True)
@@ -51,18 +52,21 @@ def parse_extra(entries: Sequence[str]) -> list[tuple[str, float]]:
 
 
 def build_terms(cfg: CN) -> list[LossTerm]:
-    """The main term and every ``LOSS.EXTRA`` term, each built from the ``LOSSES`` registry."""
+    """The main term, every ``LOSS.EXTRA`` term, and one term per learned target (``TARGET.NAMES``),
+    each built from the ``LOSSES`` registry; a target's term trains its own output channels."""
     terms = []
     for name, weight in [(cfg.LOSS.NAME, 1.0), *parse_extra(cfg.LOSS.EXTRA)]:
         fn = LOSSES.build(name, cfg)
         output_key, batch_key = getattr(fn, "inputs", SEGMENTATION_INPUTS)
         terms.append(LossTerm(name, weight, fn, output_key, batch_key))
+    for target, loss_name, weight in target_losses(cfg, build_targets(cfg)):
+        terms.append(LossTerm(target.name, weight, LOSSES.build(loss_name, cfg), target.name, target.name))
     return terms
 
 
 def check_model_outputs(terms: Sequence[LossTerm], model: torch.nn.Module, cfg: CN) -> None:
     """:class:`ConfigError` when a term trains an output the model does not produce."""
-    outputs = tuple(getattr(model, "outputs", MODEL_OUTPUTS))
+    outputs = declared_outputs(model) + tuple(t.name for t in build_targets(cfg))  # targets: channel groups of the logits
     for term in terms:
         if term.output_key not in outputs:
             key = "LOSS.NAME" if term.name == cfg.LOSS.NAME else "LOSS.EXTRA"
@@ -92,7 +96,7 @@ def multitask_loss(
     """
     total, parts = None, {}
     for term in terms:
-        if term.output_key == "logits":
+        if term.output_key == LOGITS:
             value, own = supervised_loss(term.fn, output, batch[term.batch_key], batch.get("valid_mask"), aux_weights)
         else:
             value = term.fn(output[term.output_key], batch[term.batch_key], batch.get("valid_mask"))

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.config.loader import require, require_choice
+from emseg_plugins.config.keys import require, require_choice
 from emseg_plugins.losses.region import mask_batch, zero_loss
 
 MODES = ("fraction", "threshold")

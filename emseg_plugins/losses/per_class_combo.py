@@ -30,7 +30,7 @@ from torch import nn
 from yacs.config import CfgNode as CN
 
 from emseg_plugins.errors import ConfigError
-from emseg_plugins.config.loader import require
+from emseg_plugins.config.keys import require
 from emseg_plugins.losses.region import mask_batch, soft_dice_per_class, voxel_mean
 
 KEY = "LOSS.PER_CLASS_COMBO.CLASS_WEIGHTS"
@@ -38,6 +38,8 @@ KEY = "LOSS.PER_CLASS_COMBO.CLASS_WEIGHTS"
 
 class PerClassComboLoss(nn.Module):
     """Weighted mean over classes of ``bce_weight * BCE_k + dice_weight * (1 - Dice_k)``."""
+
+    class_separable = False  # weights by class name: needs every class channel at once (the `masked` wrapper refuses it)
 
     def __init__(self, class_weights: Sequence[float], bce_weight: float = 1.0, dice_weight: float = 1.0, smooth: float = 1.0):
         super().__init__()

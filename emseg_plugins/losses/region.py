@@ -28,7 +28,7 @@ from monai.losses import TverskyLoss as MonaiTverskyLoss
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.config.loader import require
+from emseg_plugins.config.keys import require
 from emseg_plugins.losses.masking import annotated
 
 # --------------------------------------------------------------------------------------------

@@ -41,8 +41,9 @@ import torch.distributed as dist
 from monai.networks.blocks.dynunet_block import UnetOutBlock
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.config.loader import require
+from emseg_plugins.config.keys import require
 from emseg_plugins.models.unetv3 import DecoderFeatures, ResUNet, UNetV3, aux_head_count, build_backbone
+from emseg_plugins.targets import output_channels
 
 
 class EmbeddingUNet(UNetV3):
@@ -144,13 +145,13 @@ def _embedding_dim(cfg: CN) -> int:
 def build_unet2d_ebd(cfg: CN) -> EmbeddingUNet:
     """2D/2.5D residual U-Net + embedding head (no deep supervision)."""
     backbone = build_backbone(cfg, 2, "unet2d_ebd")
-    return EmbeddingUNet(backbone, len(cfg.DATASET.CLASSES), _embedding_dim(cfg))
+    return EmbeddingUNet(backbone, output_channels(cfg), _embedding_dim(cfg))
 
 
 def build_unetv3_ebd(cfg: CN) -> EmbeddingUNet:
     """3D unetv3 + embedding head on the last decoder features, with unetv3's aux heads."""
     backbone = build_backbone(cfg, 3, "unetv3_ebd")
-    return EmbeddingUNet(backbone, len(cfg.DATASET.CLASSES), _embedding_dim(cfg), aux_heads=aux_head_count(cfg))
+    return EmbeddingUNet(backbone, output_channels(cfg), _embedding_dim(cfg), aux_heads=aux_head_count(cfg))
 
 
 def build_unetv3_ebd2(cfg: CN) -> PrototypeUNet:

@@ -14,8 +14,10 @@ import torch
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.config.loader import require_choice
+from emseg_plugins.config.keys import require_choice
 from emseg_plugins.errors import ConfigError
+from emseg_plugins.models.patch_sizes import require_multiples
+from emseg_plugins.targets import output_channels
 
 ACTIVATIONS = {"gelu": nn.GELU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "relu": nn.ReLU}
 
@@ -131,14 +133,10 @@ def build_joenet(cfg: CN) -> JoeNet:
     require_choice("MODEL.ACT_MODE", cfg.MODEL.ACT_MODE, tuple(ACTIVATIONS))
     if cfg.DATASET.DIMS != 2:
         raise ConfigError("config: MODEL.ARCHITECTURE joenet is a 2D model; set DATASET.DIMS 2 (2.5D via DATASET.INPUT_SLICES)")
-    multiple = 2 ** (len(cfg.MODEL.FILTERS) - 1)
-    for key, size in (("DATASET.PATCH_SIZE", cfg.DATASET.PATCH_SIZE), ("INFERENCE.INPUT_SIZE", cfg.INFERENCE.INPUT_SIZE)):
-        if size[1] % multiple or size[2] % multiple:
-            raise ConfigError(f"config: {key} = {list(size)} must be a multiple of {multiple} in Y and X for joenet "
-                              f"with {len(cfg.MODEL.FILTERS)} levels (MODEL.FILTERS)")
+    require_multiples(cfg, 2 ** (len(cfg.MODEL.FILTERS) - 1), "joenet", f"{len(cfg.MODEL.FILTERS)} levels in MODEL.FILTERS")
     return JoeNet(
         in_channels=cfg.MODEL.IN_PLANES * cfg.DATASET.INPUT_SLICES,
-        out_channels=len(cfg.DATASET.CLASSES),
+        out_channels=output_channels(cfg),
         filters=cfg.MODEL.FILTERS,
         downsample=node.DOWNSAMPLE,
         upsample=node.UPSAMPLE,

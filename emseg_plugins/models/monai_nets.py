@@ -18,7 +18,7 @@ MedNeXt with ``MODEL.MEDNEXT.DEEP_SUPERVISION True`` is wrapped in :class:`DeepS
 - eval mode: the main logits tensor (B, K, *S) only. MONAI's MedNeXt skips its auxiliary heads
   outside training, so validation and sliding-window inference see just the main logits.
 
-So a wrapped model never returns a list or tuple; :func:`emseg_plugins.engine.module.logits_of`
+So a wrapped model never returns a list or tuple; :func:`emseg_plugins.models.outputs.logits_of`
 reads the main logits in both modes. Without deep supervision MedNeXt returns a tensor in both modes.
 """
 from __future__ import annotations
@@ -31,8 +31,10 @@ from monai.networks.nets import BasicUNet, MedNeXt, UNet
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.config.loader import require_choice
+from emseg_plugins.config.keys import require_choice
 from emseg_plugins.errors import ConfigError
+from emseg_plugins.models.patch_sizes import require_multiples
+from emseg_plugins.targets import output_channels
 
 NORMS = {"instance": ("instance", {"affine": True}), "batch": "batch"}
 
@@ -115,18 +117,7 @@ def _in_channels(cfg: CN, arch: str) -> int:
 def _out_channels(cfg: CN) -> int:
     if not cfg.DATASET.CLASSES:
         raise ConfigError("config: DATASET.CLASSES is empty; name at least one class (e.g. [nuc, mito])")
-    return len(cfg.DATASET.CLASSES)
-
-
-def _require_multiple(cfg: CN, multiple: int, arch: str, why: str) -> None:
-    """:class:`ConfigError` unless every spatial size of the training patch and the sliding window
-    (DATASET.PATCH_SIZE, INFERENCE.INPUT_SIZE) is a multiple of ``multiple``."""
-    first = 1 if cfg.DATASET.DIMS == 2 else 0  # 2D: (1, Y, X), Z is the slice axis
-    for key, size in (("DATASET.PATCH_SIZE", list(cfg.DATASET.PATCH_SIZE)), ("INFERENCE.INPUT_SIZE", list(cfg.INFERENCE.INPUT_SIZE))):
-        if any(s % multiple for s in size[first:]):
-            fixed = size[:first] + [-(-s // multiple) * multiple for s in size[first:]]
-            axes = "Y, X" if first else "Z, Y, X"
-            raise ConfigError(f"config: {key} = {size} must be a multiple of {multiple} in {axes} for {arch} ({why}); e.g. {fixed}")
+    return output_channels(cfg)
 
 
 def _positive_ints(key: str, values: Sequence[int], count: int | None = None) -> list[int]:
@@ -149,7 +140,7 @@ def build_monai_basic_unet(cfg: CN) -> BasicUNet:
     require_choice("MODEL.MONAI_BASIC_UNET.UPSAMPLE", node.UPSAMPLE, ("deconv", "pixelshuffle", "nontrainable"))
     if not 0 <= node.DROPOUT < 1:
         raise ConfigError(f"config: MODEL.MONAI_BASIC_UNET.DROPOUT = {node.DROPOUT} must be in [0, 1)")
-    _require_multiple(cfg, 2 ** BASIC_UNET_LEVELS, "monai_basic_unet", f"{BASIC_UNET_LEVELS} max-pools by 2")
+    require_multiples(cfg, 2 ** BASIC_UNET_LEVELS, "monai_basic_unet", f"{BASIC_UNET_LEVELS} max-pools by 2")
     return BasicUNet(
         spatial_dims=cfg.DATASET.DIMS, in_channels=in_channels, out_channels=_out_channels(cfg),
         features=features, norm=NORMS[node.NORM], dropout=node.DROPOUT, upsample=node.UPSAMPLE,
@@ -171,7 +162,7 @@ def build_monai_unet(cfg: CN) -> UNet:
     require_choice("MODEL.MONAI_UNET.NORM", node.NORM, tuple(NORMS))
     if not 0 <= node.DROPOUT < 1:
         raise ConfigError(f"config: MODEL.MONAI_UNET.DROPOUT = {node.DROPOUT} must be in [0, 1)")
-    _require_multiple(cfg, math.prod(strides), "monai_unet", f"MODEL.MONAI_UNET.STRIDES = {strides}")
+    require_multiples(cfg, math.prod(strides), "monai_unet", f"MODEL.MONAI_UNET.STRIDES = {strides}")
     return UNet(
         spatial_dims=cfg.DATASET.DIMS, in_channels=in_channels, out_channels=_out_channels(cfg),
         channels=channels, strides=strides, kernel_size=node.KERNEL_SIZE, up_kernel_size=node.KERNEL_SIZE,
@@ -188,7 +179,7 @@ def build_mednext(cfg: CN) -> nn.Module:
         raise ConfigError(f"config: MODEL.MEDNEXT.KERNEL_SIZE = {node.KERNEL_SIZE} must be a positive odd number (3 or 5 in the paper)")
     if node.INIT_FILTERS < 1:
         raise ConfigError(f"config: MODEL.MEDNEXT.INIT_FILTERS = {node.INIT_FILTERS} must be at least 1")
-    _require_multiple(cfg, 2 ** MEDNEXT_LEVELS, "mednext", f"{MEDNEXT_LEVELS} downsamplings by 2")
+    require_multiples(cfg, 2 ** MEDNEXT_LEVELS, "mednext", f"{MEDNEXT_LEVELS} downsamplings by 2")
     net = MedNeXt(
         spatial_dims=cfg.DATASET.DIMS, in_channels=in_channels, out_channels=_out_channels(cfg),
         init_filters=node.INIT_FILTERS, kernel_size=node.KERNEL_SIZE, deep_supervision=node.DEEP_SUPERVISION,

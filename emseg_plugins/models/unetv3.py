@@ -42,18 +42,20 @@ from monai.networks.nets import DynUNet
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.config.loader import require, require_choice
+from emseg_plugins.config.keys import require, require_choice
 from emseg_plugins.errors import ConfigError
+from emseg_plugins.models.patch_sizes import require_multiples
+from emseg_plugins.targets import output_channels
 
 # MODEL.ACT_MODE -> MONAI activation spec (monai.networks.layers.get_act_layer)
 ACTIVATIONS: dict[str, Any] = {"gelu": "gelu", "leaky_relu": ("leakyrelu", {"negative_slope": 0.01}), "relu": "relu", "elu": "elu"}
-NORM_MODES = ("bn", "in", "gn")  # MODEL.NORM_MODE: batch, instance (affine), group norm
+NORM_MODES = ("bn", "sync_bn", "in", "gn")  # MODEL.NORM_MODE: batch (sync_bn: synchronised under DDP), instance (affine), group norm
 GROUPS = 8  # group norm: 8 groups, or the largest divisor of 8 common to every MODEL.FILTERS entry
 
 
 def norm_spec(mode: str, filters: Sequence[int]) -> Any:
     """MODEL.NORM_MODE -> MONAI norm spec (monai.networks.layers.get_norm_layer)."""
-    if mode == "bn":
+    if mode in ("bn", "sync_bn"):  # sync_bn: the Trainer turns BatchNorm into SyncBatchNorm under DDP
         return "batch"
     if mode == "in":
         return ("instance", {"affine": True})
@@ -190,18 +192,6 @@ def require_dims(cfg: CN, dims: int, arch: str) -> None:
                       f"(DATASET.DIMS = {cfg.DATASET.DIMS}; 2.5D via DATASET.INPUT_SLICES; unetv3 is the 3D one)")
 
 
-def require_sizes(cfg: CN, multiples: Sequence[int], arch: str, why: str) -> None:
-    """:class:`ConfigError` unless DATASET.PATCH_SIZE and INFERENCE.INPUT_SIZE are multiples of
-    ``multiples`` ((Z, Y, X) for 3D, (Y, X) for 2D) axis by axis."""
-    first = 3 - len(multiples)  # 2D: (1, Y, X), Z is the slice axis
-    axes = "ZYX"[first:]
-    for key, size in (("DATASET.PATCH_SIZE", list(cfg.DATASET.PATCH_SIZE)), ("INFERENCE.INPUT_SIZE", list(cfg.INFERENCE.INPUT_SIZE))):
-        if any(s % m for s, m in zip(size[first:], multiples)):
-            fixed = size[:first] + [-(-s // m) * m for s, m in zip(size[first:], multiples)]
-            need = ", ".join(f"{m} in {a}" for a, m in zip(axes, multiples))
-            raise ConfigError(f"config: {key} = {size} must be a multiple of {need} for {arch} ({why}); e.g. {fixed}")
-
-
 def build_backbone(cfg: CN, dims: int, arch: str) -> ResUNet:
     """:class:`ResUNet` from MODEL.FILTERS / NORM_MODE / ACT_MODE / IN_PLANES and MODEL.UNETV3, after
     checking DATASET.DIMS and the patch sizes. 2D: in_channels = IN_PLANES x DATASET.INPUT_SLICES (2.5D)."""
@@ -224,7 +214,7 @@ def build_backbone(cfg: CN, dims: int, arch: str) -> ResUNet:
     why = f"{len(filters)} levels in MODEL.FILTERS"
     if dims == 3:
         why += f" and MODEL.UNETV3.ANISOTROPIC_LEVELS {anisotropic}: Z kept in {min(anisotropic, len(filters) - 1)} of the {len(filters) - 1} downsamplings"
-    require_sizes(cfg, multiples, arch, why)
+    require_multiples(cfg, multiples, arch, why)
     return ResUNet(
         spatial_dims=dims,
         in_channels=cfg.MODEL.IN_PLANES * (cfg.DATASET.INPUT_SLICES if dims == 2 else 1),
@@ -249,4 +239,4 @@ def aux_head_count(cfg: CN) -> int:
 def build_unetv3(cfg: CN) -> UNetV3:
     """``unetv3``: 3D residual U-Net with MODEL.UNETV3.AUX_HEADS deep-supervision heads."""
     backbone = build_backbone(cfg, 3, "unetv3")
-    return UNetV3(backbone, len(cfg.DATASET.CLASSES), aux_head_count(cfg))
+    return UNetV3(backbone, output_channels(cfg), aux_head_count(cfg))

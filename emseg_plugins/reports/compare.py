@@ -3,16 +3,18 @@
 ``--grid LOSS.NAME=dice_bce,per_class_combo DATASET.INPUT_SLICES=1,5`` gives four runs, the first
 value of each key varying slowest; the first run (every key at its first value) is the baseline of
 the report. Each run lives in ``<output>/runs/<name>`` (``name``: ``loss.name=dice_bce,dataset.input_slices=1``)
-and is trained by ``pytc-train`` in its own process (``parallel`` at a time), its output in
-``train.log`` there. A run whose ``metrics.json`` exists and whose ``config.yaml`` equals the
+and is trained in its own process (``parallel`` at a time; a process per run keeps runs apart: thread
+settings, Lightning's global state, a crash, and the log of everything it prints, C libraries included),
+its output in ``train.log`` there. A run whose ``metrics.json`` exists and whose ``config.yaml`` equals the
 resolved config is finished and skipped; an interrupted one resumes from its ``last.ckpt``.
 """
 from __future__ import annotations
 
+import argparse
 import itertools
+import multiprocessing
 import os
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,8 +24,6 @@ from yacs.config import CfgNode as CN
 
 from emseg_plugins.config import load_config
 from emseg_plugins.errors import ConfigError
-
-TRAIN = "import sys; from emseg_plugins.cli.train import main; main(sys.argv[1:])"  # pytc-train in this interpreter
 
 
 @dataclass
@@ -118,25 +118,46 @@ def plan_runs(
     return runs
 
 
-def train_commands(run: GridRun, config_file: str, config_base: str | None) -> list[list[str]]:
-    """The ``pytc-train`` command lines of a run (training, then inference on ``run.split`` if set)."""
-    base = [sys.executable, "-c", TRAIN, "--config-file", str(config_file)]
-    if config_base:
-        base += ["--config-base", str(config_base)]
-    commands = [[*base, *run.overrides]]
+def jobs(run: GridRun) -> list[tuple[list[str], bool]]:
+    """The (overrides, inference) of a run's processes: training, then inference on ``run.split`` if set."""
+    steps = [(run.overrides, False)]
     if run.split:
-        commands.append([*base, "--inference", *run.overrides,
-                         "INFERENCE.SPLIT", run.split, "INFERENCE.OUTPUT_NAME", f"predictions-{run.split}"])
-    return commands
+        steps.append(([*run.overrides, "INFERENCE.SPLIT", run.split, "INFERENCE.OUTPUT_NAME", f"predictions-{run.split}"], True))
+    return steps
+
+
+def run_job(log: str, threads: int | None, config_file: str, config_base: str | None, overrides: list[str], inference: bool) -> None:
+    """Body of a run's process: ``pytc-train [--inference]`` as a function call, everything printed appended to ``log``.
+
+    Exit status 0, 2 after a one-line user error, 1 after a crash (with its traceback in the log).
+    """
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # before torch is imported in this process
+    with open(log, "a") as stream:
+        for fd in (1, 2):
+            os.dup2(stream.fileno(), fd)
+    from emseg_plugins.utils.commandline import plain_plugin_warnings, quiet_library_warnings, run_command
+
+    plain_plugin_warnings()
+    quiet_library_warnings()
+    args = argparse.Namespace(config_file=config_file, config_base=config_base, opts=overrides, inference=inference)
+    sys.exit(run_command(_train_or_infer, args))
+
+
+def _train_or_infer(args: argparse.Namespace) -> None:
+    from emseg_plugins.engine.run import train
+    from emseg_plugins.inference.predictor import infer
+
+    cfg = load_config(args.config_file, args.config_base, args.opts)
+    (infer if args.inference else train)(cfg)
 
 
 def execute(runs: list[GridRun], config_file: str, config_base: str | None, parallel: int = 1, echo=print) -> None:
     """Train every unfinished run, ``parallel`` processes at a time; sets each run's ``status``."""
     if parallel < 1:
         raise ConfigError(f"--parallel {parallel} must be at least 1")
-    env = dict(os.environ)
-    if parallel > 1:  # share the cores instead of every process using all of them
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // parallel))
+    threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None  # share the cores
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter, as a command would be
     todo = []
     for run in runs:
         if run.finished():
@@ -144,34 +165,35 @@ def execute(runs: list[GridRun], config_file: str, config_base: str | None, para
             echo(f"{run.name}: finished before, skipped")
         else:
             todo.append(run)
-    active: list[tuple[GridRun, subprocess.Popen, list[list[str]], object]] = []
+    active: list[tuple[GridRun, multiprocessing.process.BaseProcess, list[tuple[list[str], bool]]]] = []
 
-    def start(run: GridRun, commands: list[list[str]]) -> None:
+    def start(run: GridRun, steps: list[tuple[list[str], bool]]) -> None:
         run.run_dir.mkdir(parents=True, exist_ok=True)
-        log = open(run.run_dir / "train.log", "a")  # noqa: SIM115 -- closed when the process ends
-        echo(f"{run.name}: training (log: {run.run_dir / 'train.log'})")
-        active.append((run, subprocess.Popen(commands[0], stdout=log, stderr=subprocess.STDOUT, env=env), commands[1:], log))
+        overrides, inference = steps[0]
+        process = spawn.Process(target=run_job, args=(str(run.run_dir / "train.log"), threads, str(config_file),
+                                                      str(config_base) if config_base else None, overrides, inference))
+        process.start()
+        active.append((run, process, steps[1:]))
 
     queue = list(todo)
     while queue or active:
         while queue and len(active) < parallel:
             run = queue.pop(0)
-            start(run, train_commands(run, config_file, config_base))
+            echo(f"{run.name}: training (log: {run.run_dir / 'train.log'})")
+            start(run, jobs(run))
         time.sleep(0.2)
         for entry in list(active):
-            run, process, rest, log = entry
-            if process.poll() is None:
+            run, process, rest = entry
+            if process.is_alive():
                 continue
+            process.join()
             active.remove(entry)
-            log.close()
-            if process.returncode != 0:
+            if process.exitcode != 0:
                 run.status = "failed"
-                echo(f"{run.name}: failed (exit status {process.returncode}); see {run.run_dir / 'train.log'}")
+                echo(f"{run.name}: failed (exit status {process.exitcode}); see {run.run_dir / 'train.log'}")
             elif rest:
                 echo(f"{run.name}: predicting the {run.split!r} split")
-                run.run_dir.mkdir(parents=True, exist_ok=True)
-                log = open(run.run_dir / "train.log", "a")  # noqa: SIM115
-                active.append((run, subprocess.Popen(rest[0], stdout=log, stderr=subprocess.STDOUT, env=env), rest[1:], log))
+                start(run, rest)
             else:
                 run.status = "trained"
                 echo(f"{run.name}: done")

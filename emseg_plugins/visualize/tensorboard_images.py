@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emseg_plugins.engine.module import logits_of
+from emseg_plugins.models.outputs import aux_of, logits_of
 from emseg_plugins.visualize.composite import class_colours, composite
 from emseg_plugins.visualize.panels import side_by_side, slice_panels
 
@@ -44,14 +44,14 @@ class ValidationImages(pl.Callback):
             self.indices = choose_samples(dataset, self.count)
         samples = [dataset[i] for i in self.indices]
         images = torch.stack([s["image"] for s in samples]).to(pl_module.device)
-        model = pl_module.model
+        model, k = pl_module.model, len(self.classes)
         with torch.no_grad(), _mode(model, eval_heads=True):
-            probs = torch.sigmoid(logits_of(model(images)).float()).cpu().numpy()
+            probs = torch.sigmoid(logits_of(model(images))[:, :k].float()).cpu().numpy()  # the class channels come first
         aux = []
         if self.has_aux is not False:
             with torch.no_grad(), _mode(model, eval_heads=False):
                 output = model(images)
-            aux = [torch.sigmoid(a.float()) for a in output.get("aux", [])] if isinstance(output, dict) else []
+            aux = [torch.sigmoid(a[:, :k].float()) for a in aux_of(output)]
             self.has_aux = bool(aux)
         step = trainer.global_step
         for j, sample in enumerate(samples):
