@@ -1,6 +1,6 @@
 """Instance figures: what learned targets buy over connected components, decoding speed, blockwise memory.
 
-1. Quality at equal model budget. ONE network (2D Joe Net, configs/demo.yaml with DATASET.CLASSES
+1. Quality at equal model budget. ONE network (3D unetv3, configs/mito_bcd.yaml: DATASET.CLASSES
    [mito] and TARGET.NAMES [contour, distance]) is trained with the project's own entry point
    (``engine.run.train``) on the synthetic volume, whose mitochondria partly come in touching
    clusters (``make_em_volume``'s ``clustered_fraction``). The independent ``test`` split is predicted
@@ -51,11 +51,12 @@ from emseg_plugins.datasets.synthetic_em import make_em_volume
 from emseg_plugins.evaluation.instance_metrics import instance_scores
 from emseg_plugins.evaluation.partition_metrics import partition_scores
 from emseg_plugins.postprocess.blockwise import decode_blockwise
+from emseg_plugins.postprocess.decoders import maps_reader
 from emseg_plugins.registry import DATASETS, DECODERS
 from emseg_plugins.targets.maps import contour_map, distance_map
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "configs" / "demo.yaml"
+MITO_BCD = ROOT / "configs" / "mito_bcd.yaml"
 DECODER_NAMES = ["cc", "watershed", "bc_watershed", "bcd_watershed"]
 LEARNED = ["bc_watershed", "bcd_watershed"]  # decoders that read the learned targets
 # INFERENCE.DECODE grids searched on the val split (MIN_SIZE for every decoder alike)
@@ -105,17 +106,20 @@ def shape_str(shape) -> str:
 
 
 def training_config(run_dir: Path, steps: int):
-    return load_config(DEMO, overrides=[
-        "DATASET.CLASSES", "['mito']", "TARGET.NAMES", "['contour', 'distance']", "INFERENCE.INSTANCE_CLASS", "mito",
+    """configs/mito_bcd.yaml (3D unetv3: mito mask + contour + distance) on a larger synthetic volume.
+
+    3D, because touching mitochondria also touch across sections: per-section contours (a 2D model's)
+    cannot separate them, so their seeds join through Z."""
+    return load_config(MITO_BCD, overrides=[
         "DATASET.SYNTHETIC.SHAPE", "[120, 256, 256]", "DATASET.SYNTHETIC.VAL_Z", "[80, 120]",
         "SOLVER.ITERATION_TOTAL", str(steps), "SOLVER.ITERATION_VAL", str(steps), "DATASET.OUTPUT_PATH", str(run_dir),
-        "MONITOR.PROGRESS_BAR", "False", "INFERENCE.SAMPLES_PER_BATCH", "4"])
+        "MONITOR.PROGRESS_BAR", "False", "INFERENCE.DECODE.MIN_SIZE", "0"])
 
 
 def decoder_maps(outputs: dict, cfg) -> dict[str, np.ndarray]:
-    """The decoders' maps from predict_outputs: foreground = the INSTANCE_CLASS probability, the targets' sigmoids."""
-    channel = list(cfg.DATASET.CLASSES).index(cfg.INFERENCE.INSTANCE_CLASS)
-    return {"foreground": outputs["probabilities"][channel], "contour": outputs["contour"][0], "distance": outputs["distance"][0]}
+    """The decoders' maps of a whole predicted volume (``predict_outputs``), as the deploy reads them."""
+    whole = tuple(slice(0, n) for n in outputs["probabilities"].shape[1:])
+    return maps_reader(outputs, cfg.DATASET.CLASSES, cfg.INFERENCE.INSTANCE_CLASS)(whole)
 
 
 def decoder_cfg(cfg, params: dict):

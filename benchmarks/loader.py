@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 from yacs.config import CfgNode as CN
 
 from emseg_plugins.config import load_config
-from emseg_plugins.datasets.cellmap_synthetic import write_cellmap_root
+from emseg_plugins.challenge.standin import write_cellmap_root
 from emseg_plugins.datasets.patches import Volume, VolumeData
 from emseg_plugins.datasets.synthetic_em import make_em_volume
 from emseg_plugins.engine.module import SegmentationModule

@@ -59,7 +59,7 @@ def world(tmp_path_factory) -> World:
     from emseg_plugins.challenge.evaluate import write_truth_from_root
     from emseg_plugins.challenge.manifest import manifest_from_root, write_manifest
     from emseg_plugins.config import load_config
-    from emseg_plugins.datasets.cellmap_synthetic import write_cellmap_root
+    from emseg_plugins.challenge.standin import write_cellmap_root
     from emseg_plugins.datasets.synthetic_em import make_em_volume
     from emseg_plugins.datasets.volume_io import write_volume
     from emseg_plugins.engine.run import train
@@ -296,6 +296,18 @@ def _(w, tmp):
 @case("predict-decoder-without-its-maps")
 def _(w, tmp):
     return predict_args(w, tmp, "--instances", "bcd_watershed"), "--instances bcd_watershed needs the contour, distance map(s)"
+
+
+@case("instances-decoder-without-its-maps")
+def _(w, tmp):
+    return ["emseg", "instances", "--input", f"{w.probs}:probabilities", "--channel", "mito", "--method", "bc_watershed",
+            "--output", str(tmp / "out" / "ids.h5")], "the decoder needs the 'contour' map, but"
+
+
+@case("instances-unknown-decoder")
+def _(w, tmp):
+    return ["emseg", "instances", "--input", f"{w.probs}:probabilities", "--channel", "mito", "--method", "agglomerate",
+            "--output", str(tmp / "out" / "ids.h5")], "--method 'agglomerate' is not a decoder"
 
 
 @case("config-even-input-slices")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cc3d
 import numpy as np
 import pytest
 import torch
@@ -24,7 +25,13 @@ from emseg_plugins.datasets.cellmap_layout import (
     select_crops,
     split_crops,
 )
-from emseg_plugins.datasets.cellmap_synthetic import write_cellmap_root
+from emseg_plugins.challenge.standin import (
+    TEST_LABELS,
+    class_arrays,
+    membrane,
+    write_cellmap_root,
+)
+from emseg_plugins.datasets.synthetic_em import make_em_volume
 from emseg_plugins.errors import DataError
 
 CONFIG = ROOT / "tests" / "configs" / "cellmap_tiny.yaml"
@@ -33,10 +40,12 @@ GT = "recon-1/labels/groundtruth"
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
-    """2 datasets (EM 32x128x128 at 8 nm + s1 at 16 nm), crops 1-6 of 16x48x48 at 8+16 nm, crop7 at 16 nm only."""
+    """2 datasets (EM 32x128x128 at 8 nm + s1 at 16 nm), crops 1-6 of 16x48x48 at 8+16 nm, crop7 at 16 nm only;
+    held out: test crops 8, 9 (one per dataset; manifest and ground truth only)."""
     path = tmp_path_factory.mktemp("cellmap") / "root"
     written = write_cellmap_root(path)
-    assert [c.name for c in written] == [f"crop{i}" for i in range(1, 8)]
+    assert [c.name for c in written if not c.held_out] == [f"crop{i}" for i in range(1, 8)]
+    assert [(c.dataset, c.name) for c in written if c.held_out] == [("jrc_synth-1", "crop8"), ("jrc_synth-2", "crop9")]
     return path
 
 
@@ -180,6 +189,25 @@ def test_sample_shapes_values_and_determinism(root, dims, slices, patch):
     assert torch.equal(again["label"].nan_to_num(-1), train[5]["label"].nan_to_num(-1))
 
 
+def test_pad_gives_crops_smaller_than_the_patch_a_sample(root):
+    """configs/cellmap_quick.yaml's 3D patch (32x64x64) is larger than every crop (16x48x48) and as deep as the raw EM
+    (32 slices): cellmap-data alone allows one centre per source (the raw's middle, the crop's middle), which differ,
+    so no sample. With PAD the patch keeps inside the raw and covers the whole crop, NaN around it."""
+    cfg = config(root, "DATASET.DIMS", "3", "DATASET.PATCH_SIZE", "[32, 64, 64]", "AUGMENTOR.ENABLED", "False")
+    data = build_cellmap(cfg)
+    crops = data.split.train_datasets + data.split.validation_datasets
+    assert len(crops) == 6 and all(len(ds) == 1 for ds in crops)
+    train = data.train_dataset(12)
+    for i in range(len(train)):
+        sample = train[i]
+        assert list(sample["image"].shape) == [1, 32, 64, 64] and list(sample["label"].shape) == [2, 32, 64, 64]
+        assert int(torch.isfinite(sample["label"][0]).sum()) == 16 * 48 * 48  # nuc: the whole crop, NaN past it
+        assert (sample["image"] > 0).all()  # every voxel read from the raw EM: nothing padded there
+    assert int(torch.isfinite(data.val_dataset()[0]["label"][0]).sum()) == 16 * 48 * 48
+    with pytest.raises(DataError, match="holds no whole patch .* set DATASET.CELLMAP.PAD True"):
+        build_cellmap(config(root, "DATASET.DIMS", "3", "DATASET.PATCH_SIZE", "[32, 64, 64]", "DATASET.CELLMAP.PAD", "False"))
+
+
 def test_2_5d_sample_is_the_2d_sample_with_its_neighbour_slices(root):
     flat = build_cellmap(config(root, "AUGMENTOR.ENABLED", "False")).train_dataset(40)
     stacked = build_cellmap(config(root, "AUGMENTOR.ENABLED", "False", "DATASET.INPUT_SLICES", "5")).train_dataset(40)
@@ -212,6 +240,51 @@ def test_class_balanced_draws_favour_the_rare_class_crops(root):
     draws = balanced.train_dataset(6)
     for i in range(6):  # the draw really reads that crop: a crop without mito gives an all-NaN mito channel
         assert torch.isnan(draws[i]["label"][1]).all() == (not has_mito[draws.crop_of(i)])
+
+
+# -- the stand-in's labels and held-out test crops ---------------------------------------------------------
+
+def test_membrane_is_each_instance_s_own_shell():
+    """Two touching boxes: each keeps its own shell on the shared face (erosion of the union would not)."""
+    ids = np.zeros((5, 6, 10), np.uint32)
+    ids[1:4, 1:5, 1:5], ids[1:4, 1:5, 5:9] = 1, 2
+    shell = membrane(ids)
+    assert shell[2, 2, 4] and shell[2, 2, 5]  # the contact face, on both sides
+    assert not shell[2, 2, 2] and not shell[2, 2, 7] and not shell[0].any()  # interiors, background
+    union = ids > 0
+    from scipy import ndimage as ndi
+
+    assert not (union & ~ndi.binary_erosion(union))[2, 2, 4]
+
+
+def test_held_out_test_crops_manifest_and_ground_truth_from_instance_ids(root):
+    from emseg_plugins.challenge.manifest import load_manifest
+
+    rows = load_manifest(str(root / "test_crop_manifest.csv"))
+    assert [(r.id, r.dataset, r.class_label) for r in rows] == [(n, f"jrc_synth-{n - 7}", label) for n in (8, 9) for label in TEST_LABELS]
+    assert all(r.voxel_size == (8.0, 8.0, 8.0) and r.shape == (16, 48, 48) for r in rows)
+    assert [c.name for c in scan_root(root)] == [f"crop{i}" for i in range(1, 8)]  # held out: no groundtruth group
+    truth = zarr.open_group(str(root / "test_ground_truth.zarr"), mode="r")
+    volume = make_em_volume((32, 128, 128), 0)  # jrc_synth-1: seed 0
+    labels = class_arrays(volume)
+    row = rows[0]
+    window = tuple(slice(int(t / 8), int(t / 8) + n) for t, n in zip(row.translation, row.shape))
+    for label in TEST_LABELS:
+        array = truth["crop8"][label]
+        assert array.attrs["voxel_size"] == [8.0] * 3 and array.attrs["translation"] == list(row.translation)
+        if label in ("nuc", "mito"):  # ids: the generator's, renumbered 1..n, one per instance
+            ids = volume.nuc_ids if label == "nuc" else volume.mito_ids
+            assert array.dtype == np.uint32
+            pairs = set(zip(array[:].ravel().tolist(), ids[window].ravel().tolist()))
+            assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})  # a one-to-one relabelling
+        else:
+            np.testing.assert_array_equal(array[:], labels[label][window])
+    # touching mitochondria: connected components of the mask merge ids that the truth keeps apart
+    merged = cc3d.connected_components(volume.mito_ids > 0, connectivity=26).max()
+    assert merged < len(np.unique(volume.mito_ids)) - 1
+    shell = membrane(volume.mito_ids)
+    np.testing.assert_array_equal(labels["mito_mem"], shell)
+    np.testing.assert_array_equal(labels["mito_lum"], (volume.mito_ids > 0) & ~shell)
 
 
 # -- training through the real CLI -----------------------------------------------------------------------
@@ -276,8 +349,9 @@ def test_bad_input_through_the_cli(root, tmp_path):
 
 
 def test_synthetic_writer_command_line(tmp_path, root):
-    module = [sys.executable, "-m", "emseg_plugins.datasets.cellmap_synthetic"]
+    module = [sys.executable, "-m", "emseg_plugins.challenge.standin"]
     help_text = subprocess.run([*module, "--help"], capture_output=True, text=True, check=False)
     assert help_text.returncode == 0 and "ROOT" in help_text.stdout and "--crop-size" in help_text.stdout
+    assert "--test-crops" in help_text.stdout and "--manifest" in help_text.stdout
     exists = subprocess.run([*module, str(root)], capture_output=True, text=True, check=False)
     assert exists.returncode == 2 and exists.stderr.startswith("error:") and "already exists" in exists.stderr

@@ -43,7 +43,7 @@ from emseg_plugins.challenge.submit import (
     zip_submission,
 )
 from emseg_plugins.config import load_config
-from emseg_plugins.datasets.cellmap_synthetic import write_cellmap_root
+from emseg_plugins.challenge.standin import write_cellmap_root
 from emseg_plugins.errors import DataError
 
 CONFIG = ROOT / "tests" / "configs" / "cellmap_challenge_tiny.yaml"
@@ -96,6 +96,15 @@ def test_predict_writes_the_processed_layout(world):
     assert sem.shape == (16, 48, 48) and sem.attrs["translation"] == [0.0, 0.0, 112.0]  # the crop, at 8 nm
     again = predict_test_crops(world["cfg"], world["checkpoint"], world["base"] / "processed", world["rows"], progress=False)
     assert again.written == [] and again.skipped == [3, 4, 7]  # resumable: finished crops are kept
+
+
+def test_predict_names_the_data_root_s_own_manifest_when_no_official_crop_is_there(world, tmp_path):
+    """The stand-in holds none of the official test crops; it lists its own in DATA_ROOT/test_crop_manifest.csv."""
+    with pytest.raises(DataError) as error, pytest.warns(UserWarning, match="have no raw EM under"):
+        predict_test_crops(world["cfg"], world["checkpoint"], tmp_path / "processed", load_manifest(), progress=False)
+    local = world["root"] / "test_crop_manifest.csv"
+    assert f"lists its own test crops: pass --manifest {local}" in str(error.value) and "\n" not in str(error.value)
+    assert [r.id for r in load_manifest(str(local))][::4] == [8, 9] and not (tmp_path / "processed").exists()
 
 
 def test_submission_layout_validation_and_zip(world):
@@ -347,5 +356,5 @@ def test_headline_config_without_data_says_how_to_get_it(tmp_path, monkeypatch):
         train(cfg)
     message = str(error.value)
     assert "DATA_ROOT 'data/cellmap': directory not found" in message and "\n" not in message
-    assert "csc fetch-data --crops all --dest data/cellmap" in message and "cellmap_synthetic data/cellmap" in message
+    assert "csc fetch-data --crops all --dest data/cellmap" in message and "standin data/cellmap" in message
     assert not (tmp_path / "run").exists()

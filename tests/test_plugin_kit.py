@@ -165,8 +165,11 @@ def test_new_plugin_scaffold_passes_its_own_tests(tmp_path):
     package = tmp_path / "emseg-mito-net"
     assert _emseg("new-plugin", "mito-net", "--output", str(package)) == (0, [])
     assert {p.relative_to(package).as_posix() for p in package.rglob("*") if p.is_file()} == {
-        "setup.py", "README.md", "mito_net.yaml", "emseg_mito_net/__init__.py", "emseg_mito_net/plugin.py", "tests/test_mito_net.py"}
+        "setup.py", "README.md", "mito_net.yaml", "emseg_mito_net/__init__.py", "emseg_mito_net/plugin.py",
+        "emseg_mito_net/config.py", "tests/test_mito_net.py"}
     assert '"emseg_plugins.models": ["mito_net = emseg_mito_net.plugin:build_model"]' in (package / "setup.py").read_text()
+    assert '"emseg_plugins.configs": ["mito_net = emseg_mito_net.config:add_config"]' in (package / "setup.py").read_text()
+    assert "import torch" not in (package / "emseg_mito_net" / "config.py").read_text()  # the config node stays light
     site = _install(package, tmp_path / "site")
     tests = subprocess.run([str(BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=package,
                            env={"PATH": str(BIN), "PYTHONPATH": str(site), "HOME": str(tmp_path)}, capture_output=True,

@@ -8,6 +8,7 @@ import re
 import h5py
 import numpy as np
 import pytest
+from scipy import ndimage
 from conftest import TINY, run_cli
 from PIL import Image
 
@@ -127,6 +128,7 @@ def test_evaluate_and_view_cli(compared, tmp_path):
     assert scores["predicted"] == cc3d.connected_components(masks[1].astype(bool), connectivity=26).max()
     rows = list(csv.DictReader((evaluation / "instance_metrics.csv").open()))
     assert [r["volume"] for r in rows] == [volume.name, "pooled"]
+    assert 0 <= float(rows[0]["are"]) <= 1 and float(rows[0]["voi_merge"]) >= 0 and rows[1]["are"] == ""  # per volume only
 
     # pictures with these predictions: each PNG is exactly the composite of its slice
     views = tmp_path / "views"
@@ -143,6 +145,8 @@ def test_evaluate_and_view_cli(compared, tmp_path):
         np.testing.assert_array_equal(np.asarray(Image.open(path).convert("RGB")), expected)
         with Image.open(views / "panels" / path.name) as panel:
             assert panel.size == (3 * 40 + 2 * GAP, TITLE_HEIGHT + 40)
+        with Image.open(views / "instances" / path.name) as instances:  # the volume's mito ids (no predicted ones here)
+            assert instances.size == (40, TITLE_HEIGHT + 40)
 
 
 def test_cli_errors_write_nothing(tmp_path, capsys):
@@ -159,3 +163,20 @@ def test_cli_errors_write_nothing(tmp_path, capsys):
             main(argv)
         err = capsys.readouterr().err
         assert exit_status.value.code == 2 and err.count("error:") == 1 and needle in err and not out.exists(), err
+
+
+def test_instance_overlay_gives_each_object_one_colour_of_its_own_and_white_borders():
+    from emseg_plugins.visualize.composite import instance_overlay
+
+    image = np.full((20, 30), 100, np.uint8)
+    ids = np.zeros((20, 30), np.uint32)
+    ids[2:10, 2:14], ids[2:10, 14:26], ids[12:18, 5:20] = 7, 8, 300  # 7 and 8 touch
+    rgb = instance_overlay(image, ids)
+    interior = {i: rgb[ndimage.binary_erosion(ids == i, iterations=2)] for i in (7, 8, 300)}
+    colours = {i: {tuple(c) for c in px} for i, px in interior.items()}
+    assert all(len(c) == 1 for c in colours.values())  # one colour inside each object
+    assert len({next(iter(c)) for c in colours.values()}) == 3  # and a different one for each
+    assert (rgb[2:10, 13:15] == 255).all()  # the border between 7 and 8 is white
+    assert (rgb[ids == 0] == 100).all()  # background stays the gray image
+    again = instance_overlay(image, np.where(ids == 7, 7, 0))
+    assert tuple(again[5, 5]) == tuple(rgb[5, 5])  # an id's colour does not depend on the other ids

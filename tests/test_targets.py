@@ -95,9 +95,17 @@ def test_training_with_targets_widens_the_head_and_predicts_its_maps(tmp_path):
     assert ckpt["state_dict"]["model.head.2.weight"].shape[0] == 4  # Joe Net's last conv: nuc, mito, contour, distance
     result = run_main("pytc-train", *args, "--inference")
     assert result.returncode == 0, result.stderr
-    with h5py.File(run / "predictions" / "synthetic-val.h5") as f:
+    predictions = run / "predictions" / "synthetic-val.h5"
+    with h5py.File(predictions) as f:
         assert f["contour"].shape == f["distance"].shape == (1, 4, 64, 64)
         assert f["instances"].shape == (4, 64, 64)
+        mito = f["probabilities"][1].astype(np.float32)
+    decoded = run_main("emseg", "instances", "--input", f"{predictions}:probabilities", "--channel", "mito", "--method", "bcd_watershed",
+                       "--threshold", "0.3", "--output", str(tmp_path / "ids.h5"))
+    assert decoded.returncode == 0, decoded.stderr
+    with h5py.File(tmp_path / "ids.h5") as f:
+        ids = f["instances"][:]
+    assert ids.shape == (4, 64, 64) and not (ids[mito < 0.3] > 0).any()  # flooding never leaves the foreground
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -135,3 +143,60 @@ def test_instance_configs_build_a_model_whose_heads_fit_their_targets_and_decode
     for target in build_targets(cfg):
         assert output[target.name].shape[1:] == sample[target.name].shape
     assert logits_of(output).shape[1] == len(cfg.DATASET.CLASSES)
+
+
+def test_validation_scores_instances_and_checkpoints_are_chosen_by_the_lowest_error(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from emseg_plugins.engine.checkpoint import best_checkpoint
+
+    run = tmp_path / "run"
+    args = tiny_args(run, "TARGET.NAMES", '["contour"]', "INFERENCE.INSTANCE_CLASS", "mito", "INFERENCE.DECODER", "bc_watershed",
+                     "MONITOR.INSTANCE_METRICS", "True", "MONITOR.CHECKPOINT_METRIC", "val/are", "SOLVER.ITERATION_TOTAL", "4",
+                     "SOLVER.ITERATION_VAL", "2", "MONITOR.CHECKPOINT_TOP_K", "2")
+    result = run_main("pytc-train", *args)
+    assert result.returncode == 0, result.stderr
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    are = {e.step: e.value for e in events.Scalars("val/are") if e.step < 4}  # while training (logged at steps 1, 3); not the final one
+    assert len(are) == 2 and all(0 <= v <= 1 for v in are.values())
+    assert {"val/voi_split", "val/voi_merge", "val/f1"} <= set(events.Tags()["scalars"])
+    scored = sorted(p.name for p in (run / "checkpoints").glob("step*-are*.ckpt"))
+    assert scored == [f"step{s + 1:06d}-are{v:.4f}.ckpt" for s, v in sorted(are.items())]
+    assert best_checkpoint(run, "val/are").name.endswith(f"-are{min(are.values()):.4f}.ckpt")
+
+
+def test_best_checkpoint_minimises_errors_and_maximises_scores(tmp_path):
+    from emseg_plugins.engine.checkpoint import best_checkpoint
+
+    (tmp_path / "checkpoints").mkdir()
+    for name in ("step000002-are0.4000", "step000004-are0.2500", "step000006-are0.3000", "step000002-dice0.5000", "step000004-dice0.7000"):
+        (tmp_path / "checkpoints" / f"{name}.ckpt").write_bytes(b"")
+    assert best_checkpoint(tmp_path, "val/are").name == "step000004-are0.2500.ckpt"
+    assert best_checkpoint(tmp_path, "val/dice_mean").name == "step000004-dice0.7000.ckpt"
+
+
+def test_checkpoint_metric_that_validation_does_not_log_is_one_line(tmp_path):
+    result = run_main("pytc-train", *tiny_args(tmp_path / "run", "MONITOR.CHECKPOINT_METRIC", "val/are"))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1
+    assert "MONITOR.CHECKPOINT_METRIC = 'val/are' is not logged by validation (set MONITOR.INSTANCE_METRICS True" in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["neurons_affinity_3d", "neurons_boundary_2d"])
+def test_neuron_configs_build_heads_for_their_targets_and_decoder(name):
+    """The neuron configs point at a user's volume; without it, the model, heads and decoder still fit."""
+    from conftest import ROOT
+
+    from emseg_plugins.inference.deploy import check_decoder
+    from emseg_plugins.models.outputs import split_heads
+    from emseg_plugins.registry import MODELS
+
+    cfg = load_config(ROOT / "configs" / f"{name}.yaml")
+    check_decoder(cfg.INFERENCE.DECODER, cfg)
+    size = list(cfg.DATASET.PATCH_SIZE) if cfg.DATASET.DIMS == 3 else list(cfg.DATASET.PATCH_SIZE[1:])
+    model = MODELS.build(cfg.MODEL.ARCHITECTURE, cfg).eval()
+    with torch.no_grad():
+        output = split_heads(model(torch.zeros(1, 1, *size)), heads(cfg))
+    for target in build_targets(cfg):
+        assert output[target.name].shape[1:] == (target.channels, *size)

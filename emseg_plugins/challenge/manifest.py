@@ -10,6 +10,9 @@ voxel size and translation in nm, shape in voxels, all (z, y, x); the translatio
 voxel 0. Where the manifest comes from (:func:`load_manifest`): a path or URL given in
 ``CELLMAP_CHALLENGE.MANIFEST``, else the copy inside an installed ``cellmap_segmentation_challenge``
 package (found without importing it: its import downloads the manifest), else the copy packaged here.
+A data root with test crops of its own (the synthetic stand-in of
+:mod:`emseg_plugins.challenge.standin`) holds their manifest as ``DATA_ROOT/test_crop_manifest.csv``
+(:data:`ROOT_MANIFEST`); it is used when given as the location (``--manifest``), never implicitly.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from emseg_plugins.utils.atomic import atomic_write_text
 
 HEADER = ("crop_name", "dataset", "class_label", "voxel_size", "translation", "shape")
 PACKAGED = "test_crop_manifest.csv"
+ROOT_MANIFEST = PACKAGED  # a data root's own test crops, in DATA_ROOT (the synthetic stand-in writes one): given with --manifest
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import zarr
 from tqdm import tqdm
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.challenge.manifest import TestCrop, by_crop, select
+from emseg_plugins.challenge.manifest import ROOT_MANIFEST, TestCrop, by_crop, select
 from emseg_plugins.datasets.cellmap_layout import (
     RAW_NAME,
     Level,
@@ -47,7 +47,7 @@ from emseg_plugins.errors import ConfigError, DataError
 from emseg_plugins.inference.deploy import default_halo
 from emseg_plugins.inference.predictor import restore_model
 from emseg_plugins.inference.sliding_window import predict_outputs
-from emseg_plugins.postprocess.instances import connected_instances, watershed_instances
+from emseg_plugins.registry import DECODERS
 
 
 @dataclass
@@ -110,21 +110,33 @@ def to_unit_range(raw: np.ndarray) -> np.ndarray:
 
 
 def labels_from_probability(probability: np.ndarray, label: str, cfg: CN, voxel_size: Sequence[float]) -> np.ndarray:
-    """(Z, Y, X) probability -> uint32 instance ids (instance labels) or a uint8 0/1 mask."""
+    """(Z, Y, X) probability -> uint32 instance ids (instance labels, CELLMAP_CHALLENGE.INSTANCE_METHOD) or a uint8 0/1 mask."""
     node, threshold = challenge_node(cfg), cfg.INFERENCE.THRESHOLD
     if label not in node.INSTANCE_CLASSES:
         return (probability >= threshold).astype(np.uint8)
-    if node.INSTANCE_METHOD == "watershed":
-        return watershed_instances(probability, threshold, node.SEED_DISTANCE, voxel_size, min_size=node.MIN_SIZE)
-    return connected_instances(probability >= threshold, node.CONNECTIVITY, node.MIN_SIZE)
+    return instance_decoder(cfg, voxel_size).decode({"foreground": probability})
+
+
+def instance_decoder(cfg: CN, voxel_size: Sequence[float] = (1.0, 1.0, 1.0)):
+    """The ``DECODERS`` entry CELLMAP_CHALLENGE.INSTANCE_METHOD with the node's threshold, seeds, size and connectivity."""
+    node = challenge_node(cfg)
+    decode = cfg.clone()
+    decode.defrost()
+    decode.INFERENCE.DECODE.update(THRESHOLD=cfg.INFERENCE.THRESHOLD, SEED_DISTANCE=node.SEED_DISTANCE, VOXEL_SIZE=list(voxel_size),
+                                   MIN_SIZE=node.MIN_SIZE, CONNECTIVITY=node.CONNECTIVITY)
+    return DECODERS.build(node.INSTANCE_METHOD, decode)
 
 
 def check_challenge_config(cfg: CN) -> None:
     node = challenge_node(cfg)
-    if node.INSTANCE_METHOD not in ("cc", "watershed"):
-        raise ConfigError(f"config: CELLMAP_CHALLENGE.INSTANCE_METHOD = {node.INSTANCE_METHOD!r} is not one of 'cc', 'watershed'")
     if node.CONNECTIVITY not in (6, 18, 26):
         raise ConfigError(f"config: CELLMAP_CHALLENGE.CONNECTIVITY = {node.CONNECTIVITY} is not one of 6, 18, 26")
+    if node.INSTANCE_METHOD not in DECODERS:
+        raise ConfigError(f"config: CELLMAP_CHALLENGE.INSTANCE_METHOD = {node.INSTANCE_METHOD!r} is not a decoder; one of {', '.join(DECODERS.names())}")
+    needs = [m for m in instance_decoder(cfg).needs if m != "foreground"]
+    if needs:
+        raise ConfigError(f"config: CELLMAP_CHALLENGE.INSTANCE_METHOD = {node.INSTANCE_METHOD!r} needs the learned {', '.join(needs)} map(s); "
+                          "test crops are decoded from class probabilities: use cc or watershed")
     if node.CONTEXT and (len(node.CONTEXT) != 3 or min(node.CONTEXT) < 0):
         raise ConfigError(f"config: CELLMAP_CHALLENGE.CONTEXT = {list(node.CONTEXT)} must be empty or three sizes >= 0 (Z, Y, X voxels)")
     if node.MIN_SIZE < 0:
@@ -165,9 +177,12 @@ def predict_test_crops(cfg: CN, checkpoint: str | Path, output: str | Path, crop
         warnings.warn(f"{len(report.no_data)} test crops have no raw EM under {data_root} and are not predicted: "
                       f"{', '.join(report.no_data[:20])}{' ...' if len(report.no_data) > 20 else ''}", UserWarning, stacklevel=2)
     if not plans:
+        local = data_root / ROOT_MANIFEST  # e.g. the synthetic stand-in's held-out crops
+        hint = (f"; {data_root} lists its own test crops: pass --manifest {local} (or set CELLMAP_CHALLENGE.MANIFEST)"
+                if local.is_file() and len(report.no_data) == len(groups) else "")
         raise DataError(f"{data_root}: none of the {len(groups)} selected test crops can be predicted (raw EM of their dataset "
                         f"missing, or none of their labels in DATASET.CLASSES {classes}); fetch the test crops' datasets or "
-                        "check CELLMAP_CHALLENGE.MANIFEST / --crops")
+                        f"check CELLMAP_CHALLENGE.MANIFEST / --crops{hint}")
     model, _ = restore_model(checkpoint, ckpt, gpu=cfg.SYSTEM.NUM_GPUS > 0)
     output = Path(output)
     for crop_id, rows, wanted, raw_group in tqdm(plans, desc="test crops", unit="crop", disable=not progress):

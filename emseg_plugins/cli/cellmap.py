@@ -15,6 +15,8 @@ Examples:
 
 The test-crop manifest (official CSV format) comes from --manifest, else CELLMAP_CHALLENGE.MANIFEST of
 --config-file, else the installed cellmap-segmentation-challenge package, else the copy shipped here.
+The offline stand-in (`python -m emseg_plugins.challenge.standin DATA_ROOT`) writes its own held-out crops:
+pass --manifest DATA_ROOT/test_crop_manifest.csv and --truth DATA_ROOT/test_ground_truth.zarr.
 Predictions are written as OUT/<dataset>.zarr/crop<id>/<label> (the challenge's processed layout);
 submit resamples them into each crop's voxel size, shape and translation. See docs/cellmap.md.
 """
@@ -72,7 +74,7 @@ def _action(actions, name: str, help_text: str) -> argparse.ArgumentParser:
     """The parser of one action, with the flags every action shares."""
     sub = actions.add_parser(name, help=help_text, description=f"emseg cellmap {name}: {help_text}.")
     add_config_arguments(sub, required=False, purpose=CONFIG_PURPOSE, overrides="config overrides, e.g. INFERENCE.THRESHOLD 0.4")
-    sub.add_argument("--manifest", metavar="CSV|URL", help="test-crop manifest (default: CELLMAP_CHALLENGE.MANIFEST, else the packaged copy)")
+    sub.add_argument("--manifest", metavar="CSV|URL", help="test-crop manifest (default: CELLMAP_CHALLENGE.MANIFEST, else the packaged copy; the stand-in's: DATA_ROOT/test_crop_manifest.csv)")
     sub.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_debug_argument(sub)
     return sub

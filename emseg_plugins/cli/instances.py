@@ -11,7 +11,9 @@ Its values are probabilities: float in [0, 1], or uint8 with 255 = 1.0 as `emseg
 them; a dataset named ``masks`` (uint8 0/1) is read as 0/1. ``cc`` labels the connected components
 of ``p >= --threshold``; ``watershed`` splits touching objects from seeds at least ``--seed-distance``
 (in units of the smallest voxel side) inside the foreground, distances measured with ``--voxel-size``
-(nm, Z Y X; only ratios matter). Output: uint32 ids (0 = background, 1..N), dataset ``instances``
+(nm, Z Y X; only ratios matter). Decoders that read learned maps (``bc_watershed``: ``contour``;
+``bcd_watershed``: + ``distance``; ``mutex_watershed``: ``affinity``) take them from the arrays of those
+names beside the input, as `emseg predict` and `pytc-train --inference` write them. Output: uint32 ids (0 = background, 1..N), dataset ``instances``
 unless the output names one, written atomically; an existing output dataset is kept unless
 --overwrite. The whole channel is processed in memory; for volumes larger than memory use
 `emseg predict --instances` (per block, stitched).
@@ -33,7 +35,9 @@ OUTPUT_KEY = "instances"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, metavar="URI", help="prediction, e.g. pred.zarr:probabilities")
     parser.add_argument("--channel", metavar="NAME|INDEX", help="class name or channel index (needed when the input has several)")
-    parser.add_argument("--method", choices=["cc", "watershed"], default="watershed", help="connected components or seeded watershed (default)")
+    parser.add_argument("--method", default="watershed", metavar="DECODER",
+                        help="a decoder (`emseg plugins`): cc, watershed (default), or one that reads learned maps "
+                             "(bc_watershed, bcd_watershed, mutex_watershed: contour/distance/affinity arrays beside the input)")
     parser.add_argument("--threshold", type=float, default=0.5, help="foreground where p >= THRESHOLD (default 0.5)")
     parser.add_argument("--seed-distance", type=float, default=2.0, metavar="VOXELS",
                         help="watershed seeds: distance to the background of at least this (default 2)")
@@ -136,8 +140,9 @@ def _channel_index(uri: str, channel: str | None, classes: list[str], count: int
 
 
 def run(args: argparse.Namespace) -> int:
+    from emseg_plugins.config.defaults import get_cfg_defaults
     from emseg_plugins.datasets.volume_io import write_volume
-    from emseg_plugins.postprocess.instances import connected_instances, watershed_instances
+    from emseg_plugins.registry import DECODERS
 
     if not 0 <= args.threshold <= 1:
         raise ConfigError(f"--threshold {args.threshold} must be a probability in [0, 1]")
@@ -145,13 +150,34 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seed-distance {args.seed_distance} must be >= 0 (voxels)")
     if min(args.voxel_size) <= 0:
         raise ConfigError(f"--voxel-size {args.voxel_size} must be three positive sizes (Z, Y, X) in nm")
+    cfg = get_cfg_defaults()
+    cfg.INFERENCE.DECODE.update(THRESHOLD=args.threshold, SEED_DISTANCE=args.seed_distance, VOXEL_SIZE=list(args.voxel_size),
+                                MIN_SIZE=args.min_size, CONNECTIVITY=args.connectivity)
+    if args.method not in DECODERS:
+        raise ConfigError(f"--method {args.method!r} is not a decoder; one of {', '.join(DECODERS.names())}")
+    decoder = DECODERS.build(args.method, cfg)
     output = check_output(args.output, args.overwrite, OUTPUT_KEY)
     probability, name = read_channel(args.input, args.channel)
-    if args.method == "cc":
-        ids = connected_instances(probability >= args.threshold, connectivity=args.connectivity, min_size=args.min_size)
-    else:
-        ids = watershed_instances(probability, args.threshold, seed_distance=args.seed_distance,
-                                  voxel_size=args.voxel_size, min_size=args.min_size)
+    maps = {"foreground": probability, **learned_maps(args.input, [m for m in decoder.needs if m != "foreground"])}
+    ids = decoder.decode(maps)
     write_volume(output, ids)
     print(f"{output}: {int(ids.max())} instances ({args.method}) of channel {name} of {args.input}, shape {list(ids.shape)}")
     return 0
+
+
+def learned_maps(uri: str, names: list[str]) -> dict[str, np.ndarray]:
+    """The learned-target maps ``names`` stored beside ``uri``'s dataset (as `emseg predict` and `--inference` write
+    them), as float32 in [0, 1]: (Z, Y, X), affinity (C, Z, Y, X); :class:`DataError` naming a missing one."""
+    from emseg_plugins.datasets.volume_io import open_volume, split_uri
+
+    path, _ = split_uri(uri)
+    maps = {}
+    for name in names:
+        if not path.exists() or not _holds(path, name):
+            raise DataError(f"{uri}: the decoder needs the {name!r} map, but {path} holds none; predict with a model trained "
+                            f"with {name} in TARGET.NAMES, or use --method cc/watershed")
+        with open_volume(f"{path}:{name}") as stored:
+            values = np.asarray(stored[...])
+        values = values.astype(np.float32) / 255.0 if values.dtype == np.uint8 else values.astype(np.float32)
+        maps[name] = values if name == "affinity" else values[0]
+    return maps

@@ -34,14 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from emseg_plugins.config import load_config
-    from emseg_plugins.engine.run import train
-    from emseg_plugins.inference.predictor import infer
 
     quiet_library_warnings()
-    cfg = load_config(args.config_file, args.config_base, args.opts)
+    cfg = load_config(args.config_file, args.config_base, args.opts)  # before torch: a config error answers at once
     if args.inference:
+        from emseg_plugins.inference.predictor import infer
+
         infer(cfg, args.checkpoint)
     else:
+        from emseg_plugins.engine.run import train
+
         train(cfg, args.checkpoint)
     return 0
 

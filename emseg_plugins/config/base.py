@@ -95,7 +95,8 @@ def base_defaults() -> CN:
 
     C.MONITOR = CN()
     C.MONITOR.LOG_EVERY_N_STEPS = 10
-    C.MONITOR.CHECKPOINT_METRIC = "val/dice_mean"
+    C.MONITOR.CHECKPOINT_METRIC = "val/dice_mean"  # any validation value: val/loss, val/<metric>_mean, val/<class>/<metric>, val/are ...; errors (loss, are, voi_*) are minimised
+    C.MONITOR.INSTANCE_METRICS = False  # validation also decodes each patch (INFERENCE.DECODER) and logs val/are, val/voi_split, val/voi_merge, val/f1
     C.MONITOR.CHECKPOINT_TOP_K = 2
     C.MONITOR.EARLY_STOP_PATIENCE = 0  # validations without improvement before stopping; 0 = off
     C.MONITOR.PROGRESS_BAR = True
@@ -123,6 +124,7 @@ def base_defaults() -> CN:
     C.INFERENCE.DECODE.SEED_DISTANCE = 2.0  # watershed: seeds this far (smallest voxel sides) inside the foreground
     C.INFERENCE.DECODE.VOXEL_SIZE = [1.0, 1.0, 1.0]  # nm (z, y, x): watershed's distance transform
     C.INFERENCE.DECODE.MIN_SIZE = 0  # voxels; smaller instances are dropped
+    C.INFERENCE.DECODE.CONNECTIVITY = 26  # cc: 6 | 18 | 26 (faces, + edges, + corners)
     C.INFERENCE.DECODE.MIN_SEED_SIZE = 0  # voxels; smaller seeds are dropped (bc/bcd)
     C.INFERENCE.DECODE.AFFINITY_BIAS = 0.5  # mutex: edge weight = affinity - bias (short range)
     C.INFERENCE.DECODE.LONG_RANGE_BIAS = 0.7  # mutex: bias of long-range offsets (more repulsive: fewer merges)

@@ -4,7 +4,8 @@ The builder finds the crops (a datasplit CSV, or a scan of ``DATASET.CELLMAP.DAT
 crops that annotate a class of ``DATASET.CLASSES`` at ``VOXEL_SIZE``, split 85/15 by ``SYSTEM.SEED``;
 see :mod:`~emseg_plugins.datasets.cellmap_layout`) and hands them to ``cellmap_data.CellMapDataSplit``,
 which opens every crop as a ``CellMapDataset``: it picks the multiscale level nearest ``VOXEL_SIZE``,
-resamples, pads past the crop with NaN and returns NaN for classes a crop does not annotate.
+resamples, pads past the crop with NaN and returns NaN for classes a crop does not annotate. With
+``PAD`` a crop smaller than the patch always gets a patch that covers it (:func:`padded_sampling_box`).
 
 A thin adapter turns its ``{"raw", "labels"}`` dicts into samples of docs/schemas.md: ``image`` float32
 (C, [Z,] Y, X) in [0, 1] (2D: C = ``DATASET.INPUT_SLICES`` adjacent slices, 2.5D) and ``label`` float32
@@ -25,7 +26,6 @@ from yacs.config import CfgNode as CN
 
 from emseg_plugins.config.keys import require
 from emseg_plugins.datasets.cellmap_layout import (
-    RAW_NAME,
     USAGES,
     ClassTable,
     SplitEntry,
@@ -42,24 +42,7 @@ from emseg_plugins.datasets.cellmap_layout import (
 )
 from emseg_plugins.datasets.patches import Augment, PatchSpec, Volume
 from emseg_plugins.errors import ConfigError, DataError
-
-
-def add_cellmap_config(cfg: CN) -> None:
-    """DATASET.CELLMAP: where the CellMap data is, how crops are chosen, split and sampled."""
-    cfg.DATASET.CELLMAP = CN()
-    node = cfg.DATASET.CELLMAP
-    node.DATA_ROOT = ""  # folder holding <dataset>/<dataset>.zarr, as `csc fetch-data` writes it
-    node.DATASPLIT = ""  # datasplit CSV: read when it exists, else written from a scan of DATA_ROOT; "" = keep the split in memory
-    node.REGENERATE_SPLIT = False  # rescan DATA_ROOT and rewrite DATASPLIT even when it exists
-    node.VOXEL_SIZE = [8.0, 8.0, 8.0]  # training voxel size (z, y, x) in nm
-    node.VOXEL_TOLERANCE = 0.15  # relative difference per axis up to which a stored level counts as VOXEL_SIZE
-    node.VAL_FRACTION = 0.15  # fraction of the crops held out for validation (drawn with SYSTEM.SEED)
-    node.CLASS_BALANCED = True  # draw training crops by inverse class frequency; False = by crop size
-    node.FORCE_ALL_CLASSES = False  # keep only crops annotating every class of DATASET.CLASSES
-    node.PAD = True  # patches may reach past a crop (labels NaN there); False drops crops smaller than a patch
-    node.DATASETS = []  # dataset names to use, e.g. [jrc_cos7-1a]; empty = all under DATA_ROOT
-    node.CROPS = []  # crop names or numbers to use, e.g. [234, 236]; empty = all
-    node.RAW_NAME = RAW_NAME  # raw EM group inside <dataset>.zarr
+from emseg_plugins.datasets.config_nodes import add_cellmap_config  # noqa: F401  # re-exported: its node lives with the other light ones
 
 
 def build_cellmap(cfg: CN) -> CellMapData:
@@ -78,7 +61,7 @@ def build_cellmap(cfg: CN) -> CellMapData:
         raise DataError(f"DATASET.CELLMAP.DATA_ROOT {node.DATA_ROOT!r}: directory not found ({Path(node.DATA_ROOT).absolute()}); "
                         f"download the challenge data there with `csc fetch-data --crops all --dest {node.DATA_ROOT}` (pip install "
                         "cellmap-segmentation-challenge), or write the offline stand-in with "
-                        f"`python -m emseg_plugins.datasets.cellmap_synthetic {node.DATA_ROOT}`")
+                        f"`python -m emseg_plugins.challenge.standin {node.DATA_ROOT}`")
     crops = scan_root(node.DATA_ROOT, node.RAW_NAME, list(node.DATASETS), [str(c) for c in node.CROPS])
     kept = select_crops(crops, cfg.DATASET.CLASSES, voxel_size, tolerance, node.FORCE_ALL_CLASSES)
     usage = split_crops(kept, node.VAL_FRACTION, cfg.SYSTEM.SEED)
@@ -245,12 +228,16 @@ class CellMapData:
         for e in self.entries:
             if e.gt not in opened:
                 raise DataError(f"cellmap-data could not open crop {e.crop_dir} with raw {e.raw}; check the zarr groups there")
+        pad = bool(self.cfg.DATASET.CELLMAP.PAD)
         for ds in self.split.train_datasets + self.split.validation_datasets:
             ds.set_raw_value_transforms(UnitRange(_raw_max(ds.raw_path)))
+            if pad:
+                ds.__dict__["sampling_box"] = padded_sampling_box(ds)  # replaces cellmap-data's cached property
             if len(ds) == 0:
+                fix = ("lower DATASET.PATCH_SIZE or leave the crop out" if pad else
+                       "set DATASET.CELLMAP.PAD True, lower DATASET.PATCH_SIZE, or leave the crop out")
                 raise DataError(f"crop {self.names[ds.target_path]} ({ds.target_path.split('[')[0]}) holds no whole patch of "
-                                f"DATASET.PATCH_SIZE {list(self.spec.size)} at {format_size(self.voxel_size)} nm inside the raw EM; "
-                                "set DATASET.CELLMAP.PAD True, lower DATASET.PATCH_SIZE, or leave the crop out")
+                                f"DATASET.PATCH_SIZE {list(self.spec.size)} at {format_size(self.voxel_size)} nm inside the raw EM; {fix}")
 
     # -- sampling --------------------------------------------------------------------------------------
     def annotated_matrix(self, datasets: Sequence) -> np.ndarray:
@@ -313,6 +300,45 @@ class CellMapData:
         image = item["raw"].reshape(shape).numpy()
         labels = self.compose(item["labels"].reshape(len(self.read_classes), *shape)).numpy()
         return Volume(self.names[ds.target_path], image, labels)
+
+
+def padded_sampling_box(ds) -> dict[str, tuple[float, float]] | None:
+    """Where patch centres may lie (world nm per axis) in a crop read with ``PAD``: cellmap-data's box, made never empty.
+
+    cellmap-data intersects per source the centres that keep a patch inside it; a source smaller than the
+    patch (with ``pad``) allows only its own middle. A crop smaller than the patch and a raw EM not much
+    larger than it (the synthetic stand-in: 32 slices for 32-slice patches) then allow two different single
+    centres, the intersection is empty and the crop has no sample although it could be padded. Here, per
+    axis, where the crop's centres and the raw's do not meet, the centre is the raw's allowed one nearest
+    to the crop's: the patch stays inside the raw EM as far as it can and covers as much of the crop as
+    it can, the rest of its labels NaN (padding).
+    """
+    def intersect(sources) -> dict[str, tuple[float, float]] | None:
+        box = None
+        for src in sources:
+            if src.bounding_box is None:  # EmptyImage: a class the crop does not annotate
+                continue
+            sb = src.sampling_box
+            if sb is None:
+                return None
+            box = dict(sb) if box is None else {ax: (max(box[ax][0], lo), min(box[ax][1], hi)) for ax, (lo, hi) in sb.items()}
+        return box
+
+    raw, crop = intersect(ds.input_sources.values()), intersect(ds.target_sources.values())
+    if raw is None or crop is None or any(hi < lo for lo, hi in [*raw.values(), *crop.values()]):
+        return ds.sampling_box
+    scale = ds._target_scale
+    box = {}
+    for ax in crop:
+        lo, hi = max(crop[ax][0], raw[ax][0]), min(crop[ax][1], raw[ax][1])
+        if lo < hi:
+            box[ax] = (lo, hi)
+        else:  # one centre: the raw's lowest when the crop's centres lie below the raw's, else its highest
+            centre = raw[ax][0] if crop[ax][1] <= raw[ax][0] else raw[ax][1]
+            if raw[ax][1] - raw[ax][0] <= scale[ax]:  # the raw allows one centre only (cellmap-data's box around it)
+                centre = (raw[ax][0] + raw[ax][1]) / 2
+            box[ax] = (centre - scale[ax] / 2, centre + scale[ax] / 2)  # cellmap-data draws lo + (i + 0.5) * scale
+    return box
 
 
 def _raw_max(raw_path: str) -> float:

@@ -186,7 +186,7 @@ def scan_root(root: str | Path, raw_name: str = RAW_NAME, datasets: Sequence[str
     if not Path(root).is_dir():
         raise DataError(f"DATASET.CELLMAP.DATA_ROOT {str(root)!r}: directory not found; point it at the folder holding "
                         "<dataset>/<dataset>.zarr (where `csc fetch-data` wrote the data), or write a synthetic one with "
-                        "`python -m emseg_plugins.datasets.cellmap_synthetic ROOT`")
+                        "`python -m emseg_plugins.challenge.standin ROOT`")
     root = Path(root).resolve()  # the datasplit CSV holds absolute paths, as the challenge's does
     wanted_crops = {c if str(c).startswith("crop") else f"crop{c}" for c in crops}
     found: list[Crop] = []

@@ -25,33 +25,13 @@ import numpy as np
 from yacs.config import CfgNode as CN
 
 from emseg_plugins.config.keys import require, require_choice
+from emseg_plugins.datasets.config_nodes import add_jarvis_config  # noqa: F401  # re-exported
 from emseg_plugins.datasets.patches import Volume, VolumeData
 from emseg_plugins.errors import ConfigError, DataError
 
 KEY = "DATASET.JARVIS"
 SPLITS = ("z", "corner")
 CORNERS = ("x0y0", "x1y0", "x0y1", "x1y1")
-
-
-def add_jarvis_config(cfg: CN) -> None:
-    """DATASET.JARVIS: layer cloudpaths, box and MIP, split, and CloudVolume download options."""
-    J = cfg.DATASET.JARVIS = CN()
-    J.IMAGE = ""  # cloudpath of the EM image layer: gs://bucket/path, s3://bucket/path or file:///abs/path
-    J.LABELS = []  # "class=cloudpath" per class of DATASET.CLASSES, e.g. ["nuc=gs://b/nuclei", "mito=gs://b/mito"]
-    J.INSTANCE_CLASS = "mito"  # class whose segmentation ids become the volume's instances ("" = none)
-    J.MIP = 0  # resolution level read from every layer (0 = full resolution)
-    # Box as CloudVolume's Bbox orders it: x0, y0, z0, x1, y1, z1 in voxels at MIP, [start, stop) on each axis.
-    J.BOUNDS = []
-    J.TEST_BOUNDS = []  # optional second box (same order) read as the test split; [] = no test split
-    J.SPLIT = "z"  # validation hold-out: "z" (VAL_Z slices) or "corner" (an XY corner, all slices)
-    J.VAL_Z = []  # SPLIT z: held-out slices [start, stop), relative to BOUNDS' z0
-    J.VAL_CORNER = "x1y1"  # SPLIT corner: x0/x1 = low/high X end of BOUNDS, y0/y1 = low/high Y end
-    J.VAL_FRACTION = 0.5  # SPLIT corner: held-out fraction of the X and of the Y extent (0.5 = a quadrant)
-    J.IMAGE_RANGE = []  # non-uint8 image: [low, high] intensities mapped to 0..255; [] = the box's own min..max
-    J.FILL_MISSING = False  # read missing chunks as 0 (CloudVolume fill_missing) instead of failing
-    J.PARALLEL = 1  # CloudVolume download processes
-    J.PROGRESS = True  # CloudVolume progress bars while downloading
-    J.CACHE = ""  # CloudVolume chunk cache directory kept between runs (e.g. ~/.cloudvolume/cache); "" = off
 
 
 @dataclass(frozen=True)

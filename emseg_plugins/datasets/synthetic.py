@@ -11,22 +11,13 @@ from __future__ import annotations
 import numpy as np
 from yacs.config import CfgNode as CN
 
+from emseg_plugins.datasets.config_nodes import add_synthetic_config  # noqa: F401  # re-exported
 from emseg_plugins.datasets.patches import Volume, VolumeData
 from emseg_plugins.datasets.synthetic_em import SyntheticVolume, make_em_volume
 from emseg_plugins.errors import ConfigError
 
 CLASS_LAYERS = {"nuc": "nuc", "mito": "mito"}  # CellMap class name -> SyntheticVolume field
 INSTANCE_LAYERS = {"mito": "mito_ids", "nuc": "nuc_ids"}  # INSTANCE_CLASS -> SyntheticVolume field
-
-
-def add_synthetic_config(cfg: CN) -> None:
-    """DATASET.SYNTHETIC: volume shape (Z, Y, X voxels), seed, held-out Z range [start, stop) and
-    the class whose instance ids the volumes carry (``mito`` or ``nuc``)."""
-    cfg.DATASET.SYNTHETIC = CN()
-    cfg.DATASET.SYNTHETIC.SHAPE = [100, 256, 256]
-    cfg.DATASET.SYNTHETIC.SEED = 0
-    cfg.DATASET.SYNTHETIC.VAL_Z = [80, 100]
-    cfg.DATASET.SYNTHETIC.INSTANCE_CLASS = "mito"
 
 
 def build_synthetic(cfg: CN) -> VolumeData:

@@ -27,6 +27,7 @@ import numpy as np
 from yacs.config import CfgNode as CN
 
 from emseg_plugins.config.keys import require_choice
+from emseg_plugins.datasets.config_nodes import add_volume_config  # noqa: F401  # re-exported
 from emseg_plugins.datasets.patches import Volume, VolumeData
 from emseg_plugins.datasets.volume_io import read_volume, split_uri
 from emseg_plugins.errors import ConfigError, DataError
@@ -34,27 +35,6 @@ from emseg_plugins.errors import ConfigError, DataError
 LABEL_MODES = ("classmap", "binary", "channels", "instance")
 SPLITS = ("train", "val", "test")
 ROLES = ("IMAGE", "LABEL", "VALID_MASK", "INSTANCE")
-
-
-def add_volume_config(cfg: CN) -> None:
-    """DATASET.VOLUME: lists of volume URIs per split, label mode, held-out Z range, intensity range."""
-    v = cfg.DATASET.VOLUME = CN()
-    v.ROOT = ""  # base directory of relative URIs; "" = the current working directory
-    v.TRAIN_IMAGE = []  # image URIs: "a.h5", "a.h5:/main", "s.zarr:raw/s0", "stack.tif", "slices_dir/"
-    v.TRAIN_LABEL = []  # one label URI per image (format by LABEL_MODE)
-    v.TRAIN_VALID_MASK = []  # optional, one per image: 0 = ignore the voxel (loss and metrics)
-    v.TRAIN_INSTANCE = []  # optional, one per image: instance ids (0 = background); not with LABEL_MODE instance
-    v.VAL_IMAGE = []  # validation volumes; leave empty and set VAL_Z to hold out part of each training volume
-    v.VAL_LABEL = []
-    v.VAL_VALID_MASK = []
-    v.VAL_INSTANCE = []
-    v.TEST_IMAGE = []  # test volumes (inference with INFERENCE.SPLIT test)
-    v.TEST_LABEL = []  # may be empty: unlabelled test volumes (labels all "not annotated")
-    v.TEST_VALID_MASK = []
-    v.TEST_INSTANCE = []
-    v.LABEL_MODE = "classmap"  # classmap | binary | channels | instance (see docs/datasets_volume.md)
-    v.VAL_Z = []  # [start, stop) slices of every training volume held out for validation; [] = use VAL_IMAGE
-    v.INTENSITY_RANGE = []  # [lo, hi]: image -> clip((x - lo) / (hi - lo), 0, 1); [] = uint8 /255, else min/max
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from yacs.config import CfgNode as CN
 
 from emseg_plugins.config.loader import lookup
 from emseg_plugins.errors import CheckpointError
+from emseg_plugins.evaluation.instance_validation import mode_of
 from emseg_plugins.utils.atomic import atomic_path
 
 # Keys that decide the model's weights and outputs: a checkpoint must agree on all of them.
@@ -121,3 +122,30 @@ def discard_after(directory: Path, step: int) -> list[Path]:
     for path in leftovers:
         path.unlink(missing_ok=True)
     return leftovers
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    """Where a run keeps its checkpoints: ``<run>/checkpoints``."""
+    return Path(run_dir) / "checkpoints"
+
+
+def checkpoint_tag(metric: str) -> str:
+    """The score's name in a scored checkpoint's file name: ``dice`` for val/dice_mean, else the metric's
+    last part (``step000600-dice0.9312.ckpt``, ``step000600-are0.1250.ckpt``)."""
+    return "dice" if metric == "val/dice_mean" else re.sub(r"[^A-Za-z0-9_]", "_", metric.rsplit("/", 1)[-1])
+
+
+def best_checkpoint(run_dir: str | Path, metric: str = "val/dice_mean") -> Path:
+    """The run's best scored checkpoint for ``metric`` (by the score in its file name; lowest for errors),
+    else ``last.ckpt``; :class:`CheckpointError` when it has none."""
+    directory, tag = checkpoint_dir(run_dir), checkpoint_tag(metric)
+    pattern = re.compile(rf"step\d+-{re.escape(tag)}(-?[0-9.]+(?:e-?\d+)?|nan)$")
+    scored = [(float(m[1]), p) for p in directory.glob("step*.ckpt") if (m := pattern.match(p.stem))]
+    scored = [(score, p) for score, p in scored if score == score]  # NaN scores never win
+    last = directory / "last.ckpt"
+    if not scored and not last.exists():
+        raise CheckpointError(f"{run_dir}: the run has no checkpoints yet; train it first or pass --checkpoint")
+    if not scored:
+        return last
+    pick = min if mode_of(metric) == "min" else max
+    return pick(scored, key=lambda item: item[0])[1]

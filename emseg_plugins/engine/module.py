@@ -14,10 +14,11 @@ from yacs.config import CfgNode as CN
 
 from emseg_plugins.engine.rng import rng_state, set_rng_state
 from emseg_plugins.errors import TrainingError
+from emseg_plugins.evaluation.instance_validation import InstanceValidation, mode_of, patch_maps
 from emseg_plugins.evaluation.metrics import SegmentationMetrics, mean_over_classes
 from emseg_plugins.losses.multitask import build_terms, check_model_outputs, multitask_loss
 from emseg_plugins.models.outputs import embedding_of, logits_of, split_heads
-from emseg_plugins.registry import MODELS
+from emseg_plugins.registry import DECODERS, MODELS
 from emseg_plugins.targets import heads
 
 OPTIMIZERS = {"AdamW": torch.optim.AdamW, "Adam": torch.optim.Adam, "SGD": torch.optim.SGD}
@@ -42,6 +43,8 @@ class SegmentationModule(pl.LightningModule):
         self.extra_losses = torch.nn.ModuleList(t.fn for t in self.terms[1:] if isinstance(t.fn, torch.nn.Module))
         self.val_metrics = SegmentationMetrics(self.cfg.DATASET.CLASSES, self.cfg.INFERENCE.THRESHOLD)
         self.last_val_table: dict[str, dict[str, float]] | None = None
+        # MONITOR.INSTANCE_METRICS: each validation patch decoded and scored against its instance ids
+        self.instance_val = InstanceValidation(DECODERS.build(self.cfg.INFERENCE.DECODER, self.cfg)) if self.cfg.MONITOR.INSTANCE_METRICS else None
         self.skipped_batches = 0  # batches with a non-finite loss skipped (SOLVER.NONFINITE skip)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -83,7 +86,7 @@ class SegmentationModule(pl.LightningModule):
         if trainer is None or trainer.logger is None or not trainer.is_global_zero or (batch_idx + 1) % s.ITERATION_STEP:
             return
         if self.global_step % self.cfg.MONITOR.LOG_EVERY_N_STEPS == 0:
-            trainer.logger.log_metrics({name: float(value) for name, value in metrics.items()}, step=self.global_step)
+            trainer.logger.log_metrics({name: float(value.detach()) for name, value in metrics.items()}, step=self.global_step)
 
     def nonfinite(self, loss: torch.Tensor, batch_idx: int) -> None:
         """``SOLVER.NONFINITE``: skip the batch (no optimizer step), or stop with :class:`TrainingError`."""
@@ -111,6 +114,17 @@ class SegmentationModule(pl.LightningModule):
         loss, _ = multitask_loss(self.terms, output, batch)
         self.log("val/loss", loss, sync_dist=True)
         self.val_metrics.update(logits_of(output), batch["label"], batch.get("valid_mask"))
+        if self.instance_val is not None:
+            self.score_instances(output, batch["instance"])
+
+    def score_instances(self, output: dict, instances: torch.Tensor) -> None:
+        """Decode each patch of the batch from its predicted maps; score it against ``instances`` (B, 1, [Z,] Y, X)."""
+        channel = list(self.cfg.DATASET.CLASSES).index(self.cfg.INFERENCE.INSTANCE_CLASS) if self.cfg.INFERENCE.INSTANCE_CLASS else 0
+        probabilities = torch.sigmoid(logits_of(output).float()).cpu().numpy()
+        maps = {name: torch.sigmoid(output[name].float()).cpu().numpy() for name, _ in self.heads[1:]}
+        for b, truth in enumerate(instances.cpu().numpy()[:, 0]):
+            self.instance_val.update(patch_maps(probabilities[b], channel, {n: m[b] for n, m in maps.items()}),
+                                     truth if truth.ndim == 3 else truth[None])
 
     def on_validation_epoch_end(self) -> None:
         table = self.val_metrics.compute()
@@ -120,6 +134,10 @@ class SegmentationModule(pl.LightningModule):
                 self.log(f"val/{name}/{metric}", value)
         for metric, value in mean_over_classes(table).items():
             self.log(f"val/{metric}_mean", value, prog_bar=metric == "dice")
+        if self.instance_val is not None:
+            for name, value in self.instance_val.compute().items():
+                self.log(f"val/{name}", value, sync_dist=True)
+            self.instance_val.reset()
         if not self.trainer.sanity_checking:
             self.last_val_table = table
 
@@ -127,9 +145,10 @@ class SegmentationModule(pl.LightningModule):
         s = self.cfg.SOLVER
         optimizer = OPTIMIZERS[s.NAME](self.parameters(), lr=s.BASE_LR, weight_decay=s.WEIGHT_DECAY)
         if s.LR_SCHEDULER_NAME == "plateau":
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=s.PLATEAU_PATIENCE)
+            metric = self.cfg.MONITOR.CHECKPOINT_METRIC
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode_of(metric), factor=0.5, patience=s.PLATEAU_PATIENCE)
             # stepped right after each validation, which runs every ITERATION_VAL optimizer steps
-            config = {"scheduler": scheduler, "interval": "step", "frequency": s.ITERATION_VAL, "monitor": "val/dice_mean"}
+            config = {"scheduler": scheduler, "interval": "step", "frequency": s.ITERATION_VAL, "monitor": metric}
         else:
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(s.LR_SCHEDULER_NAME, s.WARMUP_ITERS, s.ITERATION_TOTAL))
             config = {"scheduler": scheduler, "interval": "step"}

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytorch_lightning as pl
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.engine.checkpoint import check_compatible, discard_after, load_checkpoint, load_weights
+from emseg_plugins.engine.checkpoint import check_compatible, checkpoint_dir, discard_after, load_checkpoint, load_weights
 from emseg_plugins.engine.data import SegmentationDataModule
 from emseg_plugins.engine.module import SegmentationModule
-from emseg_plugins.engine.trainer import build_trainer, check_hardware, checkpoint_dir
-from emseg_plugins.errors import TrainingError
+from emseg_plugins.engine.trainer import build_trainer, check_hardware, check_monitor
+from emseg_plugins.errors import ConfigError, TrainingError
 from emseg_plugins.evaluation.metrics import format_table
 from emseg_plugins.inference.writers import write_metrics
 from emseg_plugins.losses.multitask import check_batch_keys
@@ -29,6 +29,7 @@ def train(cfg: CN, init_checkpoint: str | None = None) -> Table:
     """Train (resuming from ``<run>/checkpoints/last.ckpt`` if present); returns the best model's metrics."""
     run_dir = Path(cfg.DATASET.OUTPUT_PATH)
     check_hardware(cfg)
+    check_monitor(cfg)
     pl.seed_everything(cfg.SYSTEM.SEED, workers=True, verbose=False)
     module = SegmentationModule(cfg.dump())  # model/loss combinations are checked before any data is read
     data = DATASETS.build(cfg.DATASET.NAME, cfg)
@@ -52,6 +53,9 @@ def train(cfg: CN, init_checkpoint: str | None = None) -> Table:
     consumed = resume["global_step"] * cfg.SOLVER.ITERATION_STEP + resume.get("skipped_batches", 0) if resume else 0
     datamodule = SegmentationDataModule(cfg, data, start_batch=consumed)
     check_batch_keys(module.terms, datamodule.val_set[0], cfg)
+    if cfg.MONITOR.INSTANCE_METRICS and "instance" not in datamodule.val_set[0]:
+        raise ConfigError(f"config: MONITOR.INSTANCE_METRICS needs instance ids in the validation samples, but DATASET.NAME "
+                          f"{cfg.DATASET.NAME!r} yields none; give the dataset instance labels or set it False")
 
     if _is_rank_zero():
         atomic_write_text(run_dir / "config.yaml", cfg.dump())

@@ -11,12 +11,11 @@ from pytorch_lightning.strategies import StrategyRegistry
 from yacs.config import CfgNode as CN
 
 from emseg_plugins.config.keys import require_choice
-from emseg_plugins.engine.checkpoint import AtomicCheckpointIO
+from emseg_plugins.engine.checkpoint import AtomicCheckpointIO, checkpoint_dir, checkpoint_tag
+from emseg_plugins.evaluation.instance_validation import NAMES as INSTANCE_NAMES
+from emseg_plugins.evaluation.instance_validation import mode_of
+from emseg_plugins.evaluation.metrics import METRIC_NAMES
 from emseg_plugins.errors import ConfigError
-
-
-def checkpoint_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "checkpoints"
 
 
 def check_hardware(cfg: CN) -> None:
@@ -31,6 +30,18 @@ def check_hardware(cfg: CN) -> None:
     if cfg.MODEL.NORM_MODE == "sync_bn" and cfg.SYSTEM.NUM_GPUS == 0 and cfg.SYSTEM.DEVICES > 1:
         raise ConfigError("config: MODEL.NORM_MODE = 'sync_bn' needs GPUs (torch's SyncBatchNorm runs on CUDA only); "
                           "use bn for CPU processes, or a model with instance/group norm")
+
+
+def check_monitor(cfg: CN) -> None:
+    """:class:`ConfigError` unless ``MONITOR.CHECKPOINT_METRIC`` names a value validation logs."""
+    logged = {"val/loss", *(f"val/{m}_mean" for m in METRIC_NAMES), *(f"val/{c}/{m}" for c in cfg.DATASET.CLASSES for m in METRIC_NAMES)}
+    if cfg.MONITOR.INSTANCE_METRICS:
+        logged |= {f"val/{name}" for name in INSTANCE_NAMES}
+    metric = cfg.MONITOR.CHECKPOINT_METRIC
+    if metric not in logged:
+        hint = " (set MONITOR.INSTANCE_METRICS True to log it)" if metric.removeprefix("val/") in INSTANCE_NAMES else ""
+        raise ConfigError(f"config: MONITOR.CHECKPOINT_METRIC = {metric!r} is not logged by validation{hint}; "
+                          f"e.g. val/dice_mean, val/loss, val/{cfg.DATASET.CLASSES[0]}/iou")
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -52,16 +63,16 @@ def build_trainer(cfg: CN, run_dir: str | Path, stop_at: int | None = None) -> p
     callbacks: list[pl.Callback] = [
         ModelCheckpoint(  # the best by validation score; first, so it is trainer.checkpoint_callback
             dirpath=checkpoint_dir(run_dir),
-            filename="step{step:06d}-dice{val/dice_mean:.4f}",
+            filename=f"step{{step:06d}}-{checkpoint_tag(m.CHECKPOINT_METRIC)}{{{m.CHECKPOINT_METRIC}:.4f}}",
             auto_insert_metric_name=False,
             enable_version_counter=False,  # a step redone after a kill rewrites its own file, never adds a -v1
-            monitor=m.CHECKPOINT_METRIC, mode="max", save_top_k=m.CHECKPOINT_TOP_K,
+            monitor=m.CHECKPOINT_METRIC, mode=mode_of(m.CHECKPOINT_METRIC), save_top_k=m.CHECKPOINT_TOP_K,
         ),
         LastCheckpoint(checkpoint_dir(run_dir), s.ITERATION_SAVE or None),
         LearningRateMonitor(logging_interval="step"),
     ]
     if m.EARLY_STOP_PATIENCE > 0:
-        callbacks.append(EarlyStopping(monitor=m.CHECKPOINT_METRIC, mode="max", patience=m.EARLY_STOP_PATIENCE))
+        callbacks.append(EarlyStopping(monitor=m.CHECKPOINT_METRIC, mode=mode_of(m.CHECKPOINT_METRIC), patience=m.EARLY_STOP_PATIENCE))
     if m.IMAGES > 0:  # prediction panels in TensorBoard at every validation
         from emseg_plugins.visualize.tensorboard_images import ValidationImages
         callbacks.append(ValidationImages(m.IMAGES, list(cfg.DATASET.CLASSES), cfg.INFERENCE.THRESHOLD))

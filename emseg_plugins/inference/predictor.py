@@ -11,8 +11,7 @@ import numpy as np
 import torch
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.engine.checkpoint import check_compatible, checkpoint_config, load_checkpoint, load_weights
-from emseg_plugins.errors import CheckpointError
+from emseg_plugins.engine.checkpoint import best_checkpoint, check_compatible, checkpoint_config, load_checkpoint, load_weights
 from emseg_plugins.evaluation.metrics import SegmentationMetrics, format_table
 from emseg_plugins.inference.sliding_window import predict_outputs
 from emseg_plugins.inference.writers import write_metrics, write_predictions
@@ -39,16 +38,6 @@ def restore_model(path: str | Path, ckpt: dict | None = None, gpu: bool = False)
     return model.to(device).eval(), cfg
 
 
-def best_checkpoint(run_dir: Path) -> Path:
-    """The top-scoring checkpoint of a run (by the score in its file name), else ``last.ckpt``."""
-    directory = Path(run_dir) / "checkpoints"
-    scored = sorted(directory.glob("step*-dice*.ckpt"), key=lambda p: float(p.stem.rsplit("dice", 1)[1]))
-    last = directory / "last.ckpt"
-    if not scored and not last.exists():
-        raise CheckpointError(f"{run_dir}: the run has no checkpoints yet; train it first or pass --checkpoint")
-    return scored[-1] if scored else last
-
-
 def decode_instances(outputs: dict, cfg: CN) -> np.ndarray | None:
     """Instance ids (Z, Y, X) or None: an embedding model's clusters (INFERENCE.INSTANCE_CLASS), else, for a
     model with learned targets (TARGET.NAMES), the INFERENCE.DECODER decode of its maps."""
@@ -72,7 +61,7 @@ def infer(cfg: CN, checkpoint: str | None = None, data=None) -> tuple[Path, Tabl
     ``data``: the dataset plugin's object when the caller has built it already.
     """
     run_dir = Path(cfg.DATASET.OUTPUT_PATH)
-    path = Path(checkpoint) if checkpoint else best_checkpoint(run_dir)
+    path = Path(checkpoint) if checkpoint else best_checkpoint(run_dir, cfg.MONITOR.CHECKPOINT_METRIC)
     ckpt = load_checkpoint(path)
     check_compatible(ckpt, cfg, path)
     data = data or DATASETS.build(cfg.DATASET.NAME, cfg)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from yacs.config import CfgNode as CN
 
+from emseg_plugins.losses.config_nodes import add_dice_bce_config  # noqa: F401  # re-exported
 from emseg_plugins.losses.region import channel_mean, mask_batch, soft_dice_per_class, voxel_mean
 
 
@@ -26,14 +27,6 @@ class DiceBCELoss(nn.Module):
         bce = voxel_mean(F.binary_cross_entropy_with_logits(batch.logits, batch.target, reduction="none"), batch.mask)
         dice = channel_mean(soft_dice_per_class(batch, self.smooth), batch.class_has_voxels())
         return self.bce_weight * bce + self.dice_weight * dice
-
-
-def add_dice_bce_config(cfg: CN) -> None:
-    """LOSS.DICE_BCE: term weights and the Dice smoothing constant."""
-    cfg.LOSS.DICE_BCE = CN()
-    cfg.LOSS.DICE_BCE.BCE_WEIGHT = 1.0
-    cfg.LOSS.DICE_BCE.DICE_WEIGHT = 1.0
-    cfg.LOSS.DICE_BCE.SMOOTH = 1.0
 
 
 def build_dice_bce(cfg: CN) -> DiceBCELoss:

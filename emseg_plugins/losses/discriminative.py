@@ -32,6 +32,7 @@ from torch import nn
 from yacs.config import CfgNode as CN
 
 from emseg_plugins.config.keys import require
+from emseg_plugins.losses.config_nodes import add_discriminative_config  # noqa: F401  # re-exported
 from emseg_plugins.losses.region import zero_loss
 
 
@@ -121,16 +122,6 @@ class DiscriminativeLoss(nn.Module):
             empty = torch.zeros(0, dtype=torch.long, device=counts.device)
             return empty, empty
         return torch.cat(firsts), torch.cat(seconds)
-
-
-def add_discriminative_config(cfg: CN) -> None:
-    """LOSS.DISCRIMINATIVE: margins DELTA_V (pull) and DELTA_D (push at 2 * DELTA_D), term weights."""
-    cfg.LOSS.DISCRIMINATIVE = CN()
-    cfg.LOSS.DISCRIMINATIVE.DELTA_V = 0.5
-    cfg.LOSS.DISCRIMINATIVE.DELTA_D = 1.5
-    cfg.LOSS.DISCRIMINATIVE.VAR_WEIGHT = 1.0
-    cfg.LOSS.DISCRIMINATIVE.DIST_WEIGHT = 1.0
-    cfg.LOSS.DISCRIMINATIVE.REG_WEIGHT = 0.001
 
 
 def build_discriminative(cfg: CN) -> DiscriminativeLoss:

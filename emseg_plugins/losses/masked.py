@@ -32,6 +32,7 @@ from torch import nn
 from yacs.config import CfgNode as CN
 
 from emseg_plugins.errors import ConfigError
+from emseg_plugins.losses.config_nodes import add_masked_config  # noqa: F401  # re-exported
 from emseg_plugins.losses.multitask import SEGMENTATION_INPUTS
 from emseg_plugins.losses.region import mask_batch, zero_loss
 from emseg_plugins.registry import LOSSES
@@ -60,12 +61,6 @@ class MaskedLoss(nn.Module):
         if not losses:
             return zero_loss(logits)
         return torch.stack([loss.float().reshape(()) for loss in losses]).mean()
-
-
-def add_masked_config(cfg: CN) -> None:
-    """LOSS.MASKED: INNER, the loss plugin to wrap (its own config node configures it)."""
-    cfg.LOSS.MASKED = CN()
-    cfg.LOSS.MASKED.INNER = "dice_bce"
 
 
 def build_masked(cfg: CN) -> MaskedLoss:

@@ -21,6 +21,7 @@ from torch import nn
 from yacs.config import CfgNode as CN
 
 from emseg_plugins.config.keys import require, require_choice
+from emseg_plugins.losses.config_nodes import add_ohem_config  # noqa: F401  # re-exported
 from emseg_plugins.losses.region import mask_batch, zero_loss
 
 MODES = ("fraction", "threshold")
@@ -73,15 +74,6 @@ class OHEMLoss(nn.Module):
         hardness = torch.where(flat_mask, per_voxel.detach().reshape(-1), per_voxel.new_tensor(-math.inf))
         k = self.kept_count(hardness[flat_mask], annotated)
         return hardness.topk(k, sorted=False).indices
-
-
-def add_ohem_config(cfg: CN) -> None:
-    """LOSS.OHEM: MODE (fraction | threshold), KEEP_FRACTION, THRESHOLD (a BCE value), MIN_KEPT."""
-    cfg.LOSS.OHEM = CN()
-    cfg.LOSS.OHEM.MODE = "fraction"  # fraction: the hardest KEEP_FRACTION; threshold: every BCE > THRESHOLD
-    cfg.LOSS.OHEM.KEEP_FRACTION = 0.25
-    cfg.LOSS.OHEM.THRESHOLD = 0.7  # BCE of a voxel predicted at about 0.5 on its true label (-ln 0.5 = 0.69)
-    cfg.LOSS.OHEM.MIN_KEPT = 512  # at least this many (class, voxel) examples per batch, when annotated
 
 
 def build_ohem(cfg: CN) -> OHEMLoss:

@@ -31,6 +31,7 @@ from yacs.config import CfgNode as CN
 
 from emseg_plugins.errors import ConfigError
 from emseg_plugins.config.keys import require
+from emseg_plugins.losses.config_nodes import add_per_class_combo_config  # noqa: F401  # re-exported
 from emseg_plugins.losses.region import mask_batch, soft_dice_per_class, voxel_mean
 
 KEY = "LOSS.PER_CLASS_COMBO.CLASS_WEIGHTS"
@@ -90,15 +91,6 @@ def parse_class_weights(entries: Sequence[str], classes: Sequence[str]) -> list[
         seen.add(name)
         weights[name] = value
     return [weights[name] for name in classes]
-
-
-def add_per_class_combo_config(cfg: CN) -> None:
-    """LOSS.PER_CLASS_COMBO: ``"name:weight"`` class weights (unlisted classes 1.0), term weights, Dice SMOOTH."""
-    cfg.LOSS.PER_CLASS_COMBO = CN()
-    cfg.LOSS.PER_CLASS_COMBO.CLASS_WEIGHTS = []  # e.g. ["nuc:3.5", "mito_mem:1.8"]; names from DATASET.CLASSES
-    cfg.LOSS.PER_CLASS_COMBO.BCE_WEIGHT = 1.0
-    cfg.LOSS.PER_CLASS_COMBO.DICE_WEIGHT = 1.0
-    cfg.LOSS.PER_CLASS_COMBO.SMOOTH = 1.0
 
 
 def build_per_class_combo(cfg: CN) -> PerClassComboLoss:

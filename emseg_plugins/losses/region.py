@@ -29,6 +29,12 @@ from torch import nn
 from yacs.config import CfgNode as CN
 
 from emseg_plugins.config.keys import require
+from emseg_plugins.losses.config_nodes import (  # noqa: F401  # re-exported
+    add_dice_config,
+    add_tversky_config,
+    add_focal_config,
+    add_combo_config,
+)
 from emseg_plugins.losses.masking import annotated
 
 # --------------------------------------------------------------------------------------------
@@ -185,14 +191,8 @@ class ComboLoss(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# config nodes and builders
+# builders (config nodes: losses/config_nodes.py)
 # --------------------------------------------------------------------------------------------
-
-
-def add_dice_config(cfg: CN) -> None:
-    """LOSS.DICE: the smoothing constant added to numerator and denominator."""
-    cfg.LOSS.DICE = CN()
-    cfg.LOSS.DICE.SMOOTH = 1.0
 
 
 def build_dice(cfg: CN) -> DiceLoss:
@@ -200,14 +200,6 @@ def build_dice(cfg: CN) -> DiceLoss:
     node = cfg.LOSS.DICE
     require(node.SMOOTH > 0, "LOSS.DICE.SMOOTH", node.SMOOTH, "> 0")
     return DiceLoss(node.SMOOTH)
-
-
-def add_tversky_config(cfg: CN) -> None:
-    """LOSS.TVERSKY: false-positive weight ALPHA, false-negative weight BETA, SMOOTH (as LOSS.DICE's)."""
-    cfg.LOSS.TVERSKY = CN()
-    cfg.LOSS.TVERSKY.ALPHA = 0.3
-    cfg.LOSS.TVERSKY.BETA = 0.7
-    cfg.LOSS.TVERSKY.SMOOTH = 1.0
 
 
 def build_tversky(cfg: CN) -> TverskyLoss:
@@ -220,28 +212,11 @@ def build_tversky(cfg: CN) -> TverskyLoss:
     return TverskyLoss(node.ALPHA, node.BETA, node.SMOOTH)
 
 
-def add_focal_config(cfg: CN) -> None:
-    """LOSS.FOCAL: focusing exponent GAMMA; ALPHA balances positives (in [0, 1]; negative = off)."""
-    cfg.LOSS.FOCAL = CN()
-    cfg.LOSS.FOCAL.GAMMA = 2.0
-    cfg.LOSS.FOCAL.ALPHA = -1.0
-
-
 def build_focal(cfg: CN) -> FocalLoss:
     """Focal loss (MONAI FocalLoss) on sigmoid logits: GAMMA focuses on hard voxels."""
     node = cfg.LOSS.FOCAL
     require(node.GAMMA >= 0, "LOSS.FOCAL.GAMMA", node.GAMMA, ">= 0")
     return FocalLoss(node.GAMMA, _alpha_or_none(node.ALPHA, "LOSS.FOCAL.ALPHA"))
-
-
-def add_combo_config(cfg: CN) -> None:
-    """LOSS.COMBO: term weights, the focal GAMMA/ALPHA (as LOSS.FOCAL) and the Dice SMOOTH."""
-    cfg.LOSS.COMBO = CN()
-    cfg.LOSS.COMBO.DICE_WEIGHT = 1.0
-    cfg.LOSS.COMBO.FOCAL_WEIGHT = 1.0
-    cfg.LOSS.COMBO.GAMMA = 2.0
-    cfg.LOSS.COMBO.ALPHA = -1.0
-    cfg.LOSS.COMBO.SMOOTH = 1.0
 
 
 def build_combo(cfg: CN) -> ComboLoss:

@@ -42,6 +42,7 @@ from monai.networks.blocks.dynunet_block import UnetOutBlock
 from yacs.config import CfgNode as CN
 
 from emseg_plugins.config.keys import require
+from emseg_plugins.models.config_nodes import add_embedding_config  # noqa: F401  # re-exported
 from emseg_plugins.models.unetv3 import DecoderFeatures, ResUNet, UNetV3, aux_head_count, build_backbone
 from emseg_plugins.targets import output_channels
 
@@ -128,14 +129,6 @@ class PrototypeUNet(EmbeddingUNet):
 
 
 # -- config --------------------------------------------------------------------------------------
-
-def add_embedding_config(cfg: CN) -> None:
-    """MODEL.EMBEDDING: the embedding head of unet2d_ebd / unetv3_ebd / unetv3_ebd2 (backbone: MODEL.UNETV3)."""
-    cfg.MODEL.EMBEDDING = CN()
-    cfg.MODEL.EMBEDDING.DIM = 16  # E: channels of output["embedding"]
-    cfg.MODEL.EMBEDDING.PROTOTYPE_MOMENTUM = 0.99  # unetv3_ebd2: p <- m p + (1 - m) batch mean, in [0, 1)
-    cfg.MODEL.EMBEDDING.NN_EVAL = True  # unetv3_ebd2: eval logits from the nearest prototype (False: segmentation head)
-
 
 def _embedding_dim(cfg: CN) -> int:
     require(cfg.MODEL.EMBEDDING.DIM >= 1, "MODEL.EMBEDDING.DIM", cfg.MODEL.EMBEDDING.DIM, "at least 1")

@@ -16,6 +16,7 @@ from yacs.config import CfgNode as CN
 
 from emseg_plugins.config.keys import require_choice
 from emseg_plugins.errors import ConfigError
+from emseg_plugins.models.config_nodes import add_joenet_config  # noqa: F401  # re-exported
 from emseg_plugins.models.patch_sizes import require_multiples
 from emseg_plugins.targets import output_channels
 
@@ -115,14 +116,6 @@ class JoeNet(nn.Module):
         for up, decode, skip in zip(self.ups, self.decoders, reversed(skips)):
             x = decode(torch.cat([up(x), skip], dim=1))
         return self.head(x)
-
-
-def add_joenet_config(cfg: CN) -> None:
-    """MODEL.JOENET: the choices the Joe Net notes leave open."""
-    cfg.MODEL.JOENET = CN()
-    cfg.MODEL.JOENET.DOWNSAMPLE = "conv"  # conv (strided 2x2) | maxpool
-    cfg.MODEL.JOENET.UPSAMPLE = "transposed"  # transposed | bilinear (bilinear + 3x3 conv)
-    cfg.MODEL.JOENET.BOTTLENECK_KERNEL = 7
 
 
 def build_joenet(cfg: CN) -> JoeNet:

@@ -33,6 +33,11 @@ from yacs.config import CfgNode as CN
 
 from emseg_plugins.config.keys import require_choice
 from emseg_plugins.errors import ConfigError
+from emseg_plugins.models.config_nodes import (  # noqa: F401  # re-exported
+    add_monai_basic_unet_config,
+    add_monai_unet_config,
+    add_mednext_config,
+)
 from emseg_plugins.models.patch_sizes import require_multiples
 from emseg_plugins.targets import output_channels
 
@@ -71,37 +76,6 @@ class DeepSupervision(nn.Module):
         out = self.net(x)
         main, aux = (out[0], list(out[1:])) if isinstance(out, (list, tuple)) else (out, [])
         return {"logits": main, "aux": aux} if self.training else main
-
-
-# -- config nodes ---------------------------------------------------------------------------------
-
-def add_monai_basic_unet_config(cfg: CN) -> None:
-    """MODEL.MONAI_BASIC_UNET: MONAI BasicUNet's arguments (defaults: MONAI's)."""
-    cfg.MODEL.MONAI_BASIC_UNET = CN()
-    cfg.MODEL.MONAI_BASIC_UNET.FEATURES = [32, 32, 64, 128, 256, 32]  # 5 encoder levels + the last decoder's
-    cfg.MODEL.MONAI_BASIC_UNET.NORM = "instance"  # instance | batch
-    cfg.MODEL.MONAI_BASIC_UNET.UPSAMPLE = "deconv"  # deconv | pixelshuffle | nontrainable
-    cfg.MODEL.MONAI_BASIC_UNET.DROPOUT = 0.0
-
-
-def add_monai_unet_config(cfg: CN) -> None:
-    """MODEL.MONAI_UNET: MONAI UNet's arguments (residual units, strided-conv downsampling)."""
-    cfg.MODEL.MONAI_UNET = CN()
-    cfg.MODEL.MONAI_UNET.CHANNELS = [16, 32, 64, 128, 256]  # one per level
-    cfg.MODEL.MONAI_UNET.STRIDES = [2, 2, 2, 2]  # one fewer than CHANNELS
-    cfg.MODEL.MONAI_UNET.NUM_RES_UNITS = 2
-    cfg.MODEL.MONAI_UNET.KERNEL_SIZE = 3
-    cfg.MODEL.MONAI_UNET.NORM = "instance"  # instance | batch
-    cfg.MODEL.MONAI_UNET.DROPOUT = 0.0
-
-
-def add_mednext_config(cfg: CN) -> None:
-    """MODEL.MEDNEXT: MONAI MedNeXt variant S/B/M/L, kernel size and deep supervision."""
-    cfg.MODEL.MEDNEXT = CN()
-    cfg.MODEL.MEDNEXT.SIZE = "S"  # S | B | M | L (blocks and expansion ratios of the MedNeXt paper)
-    cfg.MODEL.MEDNEXT.KERNEL_SIZE = 3  # odd; the paper's 3 or 5
-    cfg.MODEL.MEDNEXT.DEEP_SUPERVISION = True  # 4 auxiliary heads at 1/2 .. 1/16 (LOSS.AUX_WEIGHTS)
-    cfg.MODEL.MEDNEXT.INIT_FILTERS = 32  # channels at full resolution (the paper: 32)
 
 
 # -- checks shared by the builders ----------------------------------------------------------------

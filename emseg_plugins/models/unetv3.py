@@ -44,6 +44,7 @@ from yacs.config import CfgNode as CN
 
 from emseg_plugins.config.keys import require, require_choice
 from emseg_plugins.errors import ConfigError
+from emseg_plugins.models.config_nodes import add_unetv3_config  # noqa: F401  # re-exported
 from emseg_plugins.models.patch_sizes import require_multiples
 from emseg_plugins.targets import output_channels
 
@@ -171,15 +172,6 @@ class UNetV3(nn.Module):
 
 
 # -- config --------------------------------------------------------------------------------------
-
-def add_unetv3_config(cfg: CN) -> None:
-    """MODEL.UNETV3: the residual U-Net backbone (also used by unet2d_ebd, unetv3_ebd, unetv3_ebd2)."""
-    cfg.MODEL.UNETV3 = CN()
-    cfg.MODEL.UNETV3.ANISOTROPIC_LEVELS = 1  # 3D: shallow levels with 1x3x3 kernels and 1x2x2 downsampling (0 = isotropic)
-    cfg.MODEL.UNETV3.BLOCKS_PER_LEVEL = 1  # residual blocks (2 convs + shortcut each) per encoder and decoder level
-    cfg.MODEL.UNETV3.AUX_HEADS = -1  # deep-supervision heads on decoder levels 1, 2, ...; -1 = all (len(MODEL.FILTERS) - 2)
-    cfg.MODEL.UNETV3.DROPOUT = 0.0  # dropout after every conv of the residual blocks
-
 
 def require_dims(cfg: CN, dims: int, arch: str) -> None:
     """:class:`ConfigError` unless ``DATASET.DIMS`` is ``dims``."""

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 
 import cc3d
 import numpy as np
-from scipy import ndimage
 from skimage.segmentation import watershed
 from yacs.config import CfgNode as CN
 
 from emseg_plugins.errors import ConfigError
-from emseg_plugins.postprocess.instances import relabel, remove_small
+from emseg_plugins.postprocess.instances import connected_instances, relabel, remove_small, watershed_instances
 from emseg_plugins.targets.maps import shifted_pair
 
 Maps = dict[str, np.ndarray]
@@ -89,13 +88,14 @@ def _seeds(mask: np.ndarray, min_size: int) -> np.ndarray:
 
 @dataclass
 class ConnectedComponents(Decoder):
-    """26-connected components of the thresholded foreground (touching objects stay merged)."""
+    """Connected components of the thresholded foreground (touching objects stay merged)."""
 
     threshold: float = 0.5
     min_size: int = 0
+    connectivity: int = 26  # 6 | 18 | 26
 
     def labels(self, maps, foreground, origin):
-        return cc3d.connected_components(np.ascontiguousarray(foreground), connectivity=26, out_dtype=np.uint32)
+        return connected_instances(foreground, self.connectivity)
 
 
 @dataclass
@@ -108,9 +108,7 @@ class DistanceWatershed(Decoder):
     min_size: int = 0
 
     def labels(self, maps, foreground, origin):
-        sampling = np.asarray(self.voxel_size, float) / min(self.voxel_size)
-        distance = ndimage.distance_transform_edt(foreground, sampling=sampling)
-        return watershed(-distance, markers=_seeds(distance >= self.seed_distance, 0), mask=foreground).astype(np.uint32)
+        return watershed_instances(maps["foreground"], self.threshold, self.seed_distance, self.voxel_size)
 
 
 @dataclass
@@ -219,7 +217,9 @@ def _node(cfg: CN) -> CN:
 def build_cc(cfg: CN) -> ConnectedComponents:
     """Connected components of the thresholded foreground."""
     node = _node(cfg)
-    return ConnectedComponents(node.THRESHOLD, node.MIN_SIZE)
+    if node.CONNECTIVITY not in (6, 18, 26):
+        raise ConfigError(f"config: INFERENCE.DECODE.CONNECTIVITY = {node.CONNECTIVITY} is not one of 6, 18, 26")
+    return ConnectedComponents(node.THRESHOLD, node.MIN_SIZE, node.CONNECTIVITY)
 
 
 def build_watershed(cfg: CN) -> DistanceWatershed:

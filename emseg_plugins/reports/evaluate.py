@@ -19,9 +19,11 @@ from yacs.config import CfgNode as CN
 
 from emseg_plugins.errors import ConfigError, DataError
 from emseg_plugins.evaluation.instance_metrics import instance_scores
+from emseg_plugins.evaluation.partition_metrics import partition_scores
 from emseg_plugins.inference.predictor import infer
 from emseg_plugins.inference.writers import write_metrics
 from emseg_plugins.postprocess.instances import connected_instances
+from emseg_plugins.targets import target_names
 from emseg_plugins.registry import DATASETS
 from emseg_plugins.utils.atomic import atomic_write_text
 from emseg_plugins.visualize.predictions import open_predictions
@@ -79,7 +81,8 @@ def instance_metrics(out_dir: Path, volumes, cfg: CN, instance_class: str, min_s
             continue
         with open_predictions(out_dir / f"{volume.name}{suffix}", cfg.DATASET.CLASSES, cfg.INFERENCE.THRESHOLD) as pred:
             if pred.instances is not None:
-                predicted, source = np.asarray(pred.instances), "the model's instances"
+                decoded = f" (decoded by {cfg.INFERENCE.DECODER})" if target_names(cfg) else ""
+                predicted, source = np.asarray(pred.instances), f"the model's instances{decoded}"
             elif instance_class:
                 mask = pred.mask_volume(list(cfg.DATASET.CLASSES).index(instance_class))
                 predicted = connected_instances(mask, min_size=min_size)
@@ -88,7 +91,8 @@ def instance_metrics(out_dir: Path, volumes, cfg: CN, instance_class: str, min_s
                 print(f"note: {volume.name} has instance ids but the model predicts none; "
                       "pass --instance-class CLASS to score the connected components of that class's mask")
                 continue
-        per_volume[volume.name] = instance_scores(predicted, np.asarray(volume.instances), THRESHOLDS)
+        truth = np.asarray(volume.instances)
+        per_volume[volume.name] = {**instance_scores(predicted, truth, THRESHOLDS), **partition_scores(predicted, truth)}
     if not per_volume:
         return None
     return {"source": source, "volumes": per_volume, "pooled": pool(list(per_volume.values()))}
@@ -108,7 +112,8 @@ def pool(scores: list[dict[str, float]]) -> dict[str, float]:
 
 
 def _columns(instances: dict) -> list[str]:
-    return list(instances["pooled"]) + [c for c in ("dice", "iou") if c in next(iter(instances["volumes"].values()))]
+    per_volume_only = ("dice", "iou", "are", "voi_split", "voi_merge")  # not pooled: they do not add up over volumes
+    return list(instances["pooled"]) + [c for c in per_volume_only if c in next(iter(instances["volumes"].values()))]
 
 
 def write_instance_csv(path: Path, instances: dict) -> None:

@@ -24,6 +24,7 @@ FILES = {
     "config.yaml.tmpl": "$name.yaml",
     "init.py.tmpl": "$package/__init__.py",
     "plugin.py.tmpl": "$package/plugin.py",
+    "config.py.tmpl": "$package/config.py",
     "test_plugin.py.tmpl": "tests/test_$name.py",
 }
 

@@ -4,6 +4,8 @@ Pictures (under ``out``)::
 
     composites/NN_<volume>_zZ_yY_xX.png   grayscale EM, labels tinted, predicted masks as one-pixel outlines
     panels/NN_<volume>_zZ_yY_xX.png       input | ground truth | prediction side by side
+    instances/NN_<volume>_zZ_yY_xX.png    true | predicted instances, each object in its own colour, borders white
+                                          (where the volume or the prediction has instance ids)
     composites.png, panels.png            all of them on one contact sheet
 
 Volumes are the dataset plugins' (``image`` (Z, Y, X), ``labels`` (K, Z, Y, X) with NaN = unannotated,
@@ -20,9 +22,9 @@ import numpy as np
 
 from emseg_plugins.errors import ConfigError
 from emseg_plugins.inference.sources import open_source
-from emseg_plugins.visualize.composite import NAMED_COLOURS, binary, class_colours, composite
+from emseg_plugins.visualize.composite import NAMED_COLOURS, binary, class_colours, composite, instance_overlay
 from emseg_plugins.visualize.neuroglancer_view import Layer
-from emseg_plugins.visualize.panels import grid, save_png, slice_panels
+from emseg_plugins.visualize.panels import grid, save_png, side_by_side, slice_panels
 from emseg_plugins.visualize.predictions import open_predictions, prediction_paths
 
 
@@ -64,14 +66,26 @@ def write_views(volumes, classes: Sequence[str], out: Path, n: int, crop: int, s
             labels = None if np.isnan(labels.astype(np.float32)).all() else labels
             pred = opened[volume.name].masks_at(z, ys, xs) if volume.name in opened else None
             stem = f"{i:02d}_{volume.name}_z{z:04d}_y{ys.start:05d}_x{xs.start:05d}"
-            pictures.append((stem, composite(image, labels, colours, pred), slice_panels(image, labels, colours, pred)))
+            pictures.append((stem, composite(image, labels, colours, pred), slice_panels(image, labels, colours, pred),
+                             instance_panels(image, volume, opened.get(volume.name), z, ys, xs)))
     written = []
-    for stem, comp, panel in pictures:
+    for stem, comp, panel, instances in pictures:
         written.append(save_png(out / "composites" / f"{stem}.png", comp))
         save_png(out / "panels" / f"{stem}.png", panel)
-    save_png(out / "composites.png", grid([c for _, c, _ in pictures], columns=4))
-    save_png(out / "panels.png", grid([p for _, _, p in pictures], columns=2))
+        if instances is not None:
+            save_png(out / "instances" / f"{stem}.png", instances)
+    save_png(out / "composites.png", grid([c for _, c, _, _ in pictures], columns=4))
+    save_png(out / "panels.png", grid([p for _, _, p, _ in pictures], columns=2))
     return written
+
+
+def instance_panels(image: np.ndarray, volume, pred, z: int, ys: slice, xs: slice) -> np.ndarray | None:
+    """true | predicted instances of one slice, each object in its own colour; None when neither exists."""
+    sources = [("true instances", volume.instances), ("predicted instances", None if pred is None else pred.instances)]
+    shown = [(title, np.asarray(ids[z, ys, xs])) for title, ids in sources if ids is not None]
+    if not shown:
+        return None
+    return side_by_side([instance_overlay(image, ids) for _, ids in shown], [title for title, _ in shown])
 
 
 def volume_layers(volume, classes: Sequence[str]) -> list[Layer]:
