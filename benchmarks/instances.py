@@ -22,7 +22,7 @@
 
     .venv/bin/python benchmarks/instances.py [--quick] [--steps N] [--rounds R] [--workdir DIR] [--json PATH]
 
-Full mode: 700 training steps, 80-slice training / 40-slice val and test volumes (256x256), memory
+Full mode: 1000 training steps, 80-slice training / 40-slice val and test volumes (256x256), memory
 on 64x256x256 and 128x512x512 (about 10-15 minutes on 2 idle cores); ``--quick``: 150 steps, the
 same volumes, memory on 48x256x256 and 96x512x512 (a few minutes on idle cores; training is most of
 it, over 10 minutes when other processes share the cores). The deploy path imports torch and
@@ -63,8 +63,8 @@ LEARNED = ["bc_watershed", "bcd_watershed"]  # decoders that read the learned ta
 GRIDS = {
     "cc": {"THRESHOLD": [0.3, 0.5, 0.7]},
     "watershed": {"SEED_DISTANCE": [1.0, 2.0, 3.0, 4.0]},
-    "bc_watershed": {"SEED_THRESHOLD": [0.7, 0.9], "CONTOUR_THRESHOLD": [0.3, 0.4, 0.5], "MIN_SEED_SIZE": [0, 20]},
-    "bcd_watershed": {"SEED_THRESHOLD": [0.7, 0.9], "CONTOUR_THRESHOLD": [0.3, 0.4, 0.5], "MIN_SEED_SIZE": [0, 20],
+    "bc_watershed": {"SEED_THRESHOLD": [0.7, 0.9], "CONTOUR_THRESHOLD": [0.1, 0.2, 0.3, 0.5], "MIN_SEED_SIZE": [0, 20]},
+    "bcd_watershed": {"SEED_THRESHOLD": [0.7, 0.9], "CONTOUR_THRESHOLD": [0.1, 0.2, 0.3, 0.5], "MIN_SEED_SIZE": [0, 20],
                       "DISTANCE_THRESHOLD": [0.3, 0.5]},
 }
 MIN_SIZES = [0, 100]
@@ -336,13 +336,13 @@ def memory(small, tmp: Path, cfg) -> tuple[Rows, list[Figure]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer training steps, smaller memory volumes (a few minutes)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default 700, quick 150)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default 1000, quick 150)")
     parser.add_argument("--rounds", type=int, default=None, help="timing rounds, best of (default 3, quick 1)")
     parser.add_argument("--workdir", default=None, help="keep the run (and its predicted maps) here instead of a temporary folder; "
                         "a finished run there is reused, not trained again")
     add_json_argument(parser)
     args = parser.parse_args()
-    args.steps = args.steps or (150 if args.quick else 700)
+    args.steps = args.steps or (150 if args.quick else 1000)
     args.rounds = args.rounds or (1 if args.quick else 3)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     parts = []

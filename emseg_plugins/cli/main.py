@@ -19,7 +19,7 @@ SUBCOMMANDS = {
     "compare": ("emseg_plugins.cli.compare", "train a grid of configs and write a comparison report with plots"),
     "evaluate": ("emseg_plugins.cli.evaluate", "metrics of a checkpoint on a split (per class, instances; JSON, CSV)"),
     "view": ("emseg_plugins.cli.view", "pictures of slices with labels and predictions, or a neuroglancer viewer"),
-    "instances": ("emseg_plugins.cli.instances", "label instances of a prediction (connected components or watershed)"),
+    "instances": ("emseg_plugins.cli.instances", "decode instances of a prediction (cc, watershed, or learned maps: bc/bcd_watershed, mutex_watershed)"),
     "resample": ("emseg_plugins.cli.resample", "up/downsample label or probability volumes (factors or voxel size)"),
     "slurm": ("emseg_plugins.cli.slurm", "write SLURM job-array scripts running emseg predict over block ranges"),
 }

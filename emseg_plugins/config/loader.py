@@ -6,6 +6,7 @@ the file, the key and the closest valid key. Only YAML is read; no Python config
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,6 +23,7 @@ from emseg_plugins.errors import ConfigError
 __all__ = ["load_config", "read_yaml", "merge_dict", "merge_overrides", "check_values", "lookup", "require", "require_choice"]
 
 BASE_KEY = "_BASE_"
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a class, target or plugin name (not a path)
 
 # Keys whose values come from a fixed set: key -> allowed values.
 CHOICES: dict[str, tuple[Any, ...]] = {
@@ -128,13 +130,15 @@ def merge_overrides(cfg: CN, overrides: Sequence[str]) -> None:
 
 def check_ranges(cfg: CN, defaults: CN) -> None:
     """Rules every key obeys, whoever declared it: an integer stays >= min(0, its default) (a negative
-    default is a sentinel such as -1 = automatic), and a list of names holds each name once."""
+    default is a sentinel such as -1 = automatic), and a list of names (identifiers such as class or
+    target names; not paths, which may repeat) holds each name once."""
     for key in all_keys(cfg):
         value, default = lookup(cfg, key), lookup(defaults, key)
         if isinstance(value, int) and not isinstance(value, bool) and isinstance(default, int) and value < min(0, default):
             floor = min(0, default)
             raise ConfigError(f"config: {key} = {value} must be >= {floor}" + (f" ({floor} = automatic)" if floor < 0 else ""))
-        if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value) and len(set(value)) < len(value):
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and NAME.fullmatch(v) for v in value) \
+                and len(set(value)) < len(value):
             twice = sorted({v for v in value if list(value).count(v) > 1})
             raise ConfigError(f"config: {key} = {list(value)} names {', '.join(map(repr, twice))} more than once; list each once")
 

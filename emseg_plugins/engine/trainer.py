@@ -53,7 +53,7 @@ class LastCheckpoint(ModelCheckpoint):
                          every_n_train_steps=every_n_train_steps)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        trainer.save_checkpoint(Path(self.dirpath) / "last.ckpt")
+        trainer.save_checkpoint(Path(self.dirpath) / "last.ckpt", weights_only=False)  # the full state (resumable); Lightning asks when unset
 
 
 def build_trainer(cfg: CN, run_dir: str | Path, stop_at: int | None = None) -> pl.Trainer:
