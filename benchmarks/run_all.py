@@ -1,6 +1,6 @@
 """Run every benchmark and write one markdown report (default benchmarks/RESULTS.md).
 
-Each script (cli, train_overhead, loader, inference, models, losses_compare, instances, demo_quality) runs as its
+Each script (cli, cellmap_scoring, train_overhead, loader, inference, models, losses_compare, instances, demo_quality) runs as its
 own subprocess (so memory and threads stay separate), from the repository root, with ``--json TMPFILE``
 (and ``--quick`` with --quick); its stdout and stderr go to logs/<name>.log next to the output file,
 and one progress line per script goes to the console. The
@@ -36,7 +36,7 @@ from emseg_plugins.utils.atomic import atomic_write_text  # the project's own at
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BENCHMARKS = ["cli", "train_overhead", "loader", "inference", "models", "losses_compare", "instances", "demo_quality"]  # quickest first
+BENCHMARKS = ["cli", "cellmap_scoring", "train_overhead", "loader", "inference", "models", "losses_compare", "instances", "demo_quality"]  # quickest first
 NOT_BENCHMARKS = {"figures", "run_all"}  # helper modules in the scripts' folder
 COLUMNS = ["benchmark", "figure", "value", "peer (same run)", "peer value", "ratio", "target", "met"]
 

@@ -14,10 +14,11 @@ from yacs.config import CfgNode as CN
 
 from emseg_plugins.engine.rng import rng_state, set_rng_state
 from emseg_plugins.errors import TrainingError
-from emseg_plugins.evaluation.instance_validation import InstanceValidation, mode_of, patch_maps
+from emseg_plugins.evaluation.instance_validation import InstanceValidation, mode_of
 from emseg_plugins.evaluation.metrics import SegmentationMetrics, mean_over_classes
 from emseg_plugins.losses.multitask import build_terms, check_model_outputs, multitask_loss
 from emseg_plugins.models.outputs import embedding_of, logits_of, split_heads
+from emseg_plugins.postprocess.decoders import maps_reader
 from emseg_plugins.registry import DECODERS, MODELS
 from emseg_plugins.targets import heads
 
@@ -119,12 +120,17 @@ class SegmentationModule(pl.LightningModule):
 
     def score_instances(self, output: dict, instances: torch.Tensor) -> None:
         """Decode each patch of the batch from its predicted maps; score it against ``instances`` (B, 1, [Z,] Y, X)."""
-        channel = list(self.cfg.DATASET.CLASSES).index(self.cfg.INFERENCE.INSTANCE_CLASS) if self.cfg.INFERENCE.INSTANCE_CLASS else 0
-        probabilities = torch.sigmoid(logits_of(output).float()).cpu().numpy()
-        maps = {name: torch.sigmoid(output[name].float()).cpu().numpy() for name, _ in self.heads[1:]}
-        for b, truth in enumerate(instances.cpu().numpy()[:, 0]):
-            self.instance_val.update(patch_maps(probabilities[b], channel, {n: m[b] for n, m in maps.items()}),
-                                     truth if truth.ndim == 3 else truth[None])
+        def volumes(t: torch.Tensor):  # (B, C, [Z,] Y, X) logits -> sigmoid (B, C, Z, Y, X): 2D patches are one section
+            p = torch.sigmoid(t.float()).cpu().numpy()
+            return p if p.ndim == 5 else p[:, :, None]
+
+        arrays = {"probabilities": volumes(logits_of(output)), **{name: volumes(output[name]) for name, _ in self.heads[1:]}}
+        truths = instances.cpu().numpy()[:, 0]
+        for b, truth in enumerate(truths):
+            patch = {name: values[b] for name, values in arrays.items()}
+            whole = tuple(slice(0, n) for n in patch["probabilities"].shape[1:])
+            maps = maps_reader(patch, self.cfg.DATASET.CLASSES, self.cfg.INFERENCE.INSTANCE_CLASS)(whole)
+            self.instance_val.update(maps, truth if truth.ndim == 3 else truth[None])
 
     def on_validation_epoch_end(self) -> None:
         table = self.val_metrics.compute()

@@ -8,8 +8,6 @@ progress and rank checkpoints; `emseg evaluate` scores whole volumes).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from emseg_plugins.evaluation.instance_metrics import instance_scores
@@ -45,15 +43,3 @@ class InstanceValidation:
 def mode_of(metric: str) -> str:
     """``min`` for a logged error (``val/loss``, ``val/are``, ``val/voi_split``, ...), else ``max``."""
     return "min" if metric.rsplit("/", 1)[-1] in LOWER_IS_BETTER else "max"
-
-
-def patch_maps(probabilities: Sequence[np.ndarray], class_channel: int, targets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Decoder maps of one patch from its class probabilities (K, [Z,] Y, X) and target maps (C, [Z,] Y, X)."""
-    def volume(a: np.ndarray) -> np.ndarray:
-        return a if a.ndim == 4 else a[:, None]  # 2D patches: one section
-
-    maps = {"foreground": volume(np.asarray(probabilities))[class_channel]}
-    for name, values in targets.items():
-        values = volume(values)
-        maps["foreground" if name == "binary" else name] = values if name == "affinity" else values[0]
-    return maps

@@ -31,6 +31,7 @@ class Target:
     channels: int
     compute: Callable[[np.ndarray], np.ndarray]
     loss: str = "dice_bce"  # default LOSSES name when TARGET.LOSSES is empty
+    pairwise: bool = False  # each value relates a voxel to a partner (affinities): unknown where either is invalid
 
 
 def target_names(cfg: CN) -> list[str]:
@@ -116,7 +117,7 @@ class TargetMaker:
 def _invalidate(maps: np.ndarray, valid: np.ndarray, target: Target) -> np.ndarray:
     """NaN where a voxel is invalid (and, for pairwise targets, where its partner is: recomputed on the mask)."""
     out = np.where(valid[None], maps, np.nan).astype(np.float32)
-    if target.name == "affinity":
+    if target.pairwise:
         partner_valid = target.compute(valid.astype(np.uint32))  # 1 where both ends lie in the valid region
         out[np.isfinite(partner_valid) & (partner_valid == 0) & valid[None]] = np.nan
     return out
@@ -158,4 +159,4 @@ def build_affinity(cfg: CN) -> Target:
         if any(abs(o) >= p for o, p in zip(offset, patch)):
             raise ConfigError(f"config: TARGET.AFFINITY_OFFSETS entry {offset} reaches past DATASET.PATCH_SIZE {patch}; "
                               "use shorter offsets or larger patches")
-    return Target("affinity", len(offsets), partial(affinity_map, offsets=offsets))
+    return Target("affinity", len(offsets), partial(affinity_map, offsets=offsets), pairwise=True)
