@@ -22,7 +22,7 @@ demo: install
 test: install browser
 	$(BIN)/python -m pytest -q tests
 
-# Every benchmark, one report: benchmarks/RESULTS.md (full: over an hour on 2 CPU cores; quick: about 5 minutes).
+# Every benchmark, one report: benchmarks/RESULTS.md (full: over an hour on 2 CPU cores; quick: about 7 minutes).
 bench: install
 	$(BIN)/python benchmarks/run_all.py
 

@@ -16,7 +16,7 @@ Unknown names in --only: one "error:" line, exit status 2, nothing run or writte
 
     .venv/bin/python benchmarks/run_all.py [--quick] [--only a,b] [--output benchmarks/RESULTS.md] [--timeout S]
 
---quick takes about 5 minutes on a 2-core CPU; the full mode over an hour.
+--quick takes about 7 minutes on a 2-core CPU; the full mode over an hour.
 """
 from __future__ import annotations
 

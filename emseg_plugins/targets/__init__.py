@@ -15,6 +15,7 @@ from functools import partial
 import numpy as np
 from yacs.config import CfgNode as CN
 
+from emseg_plugins.config.keys import lookup
 from emseg_plugins.errors import ConfigError
 from emseg_plugins.registry import TARGETS
 from emseg_plugins.targets.maps import affinity_map, binary_map, contour_map, distance_map
@@ -47,7 +48,7 @@ def build_targets(cfg: CN) -> list[Target]:
     if len(set(names)) != len(names):
         raise ConfigError(f"config: TARGET.NAMES {list(cfg.TARGET.NAMES)} names a target twice; list each once")
     for key in ("TARGET.LOSSES", "TARGET.WEIGHTS"):
-        values = cfg.TARGET[key.split(".")[1]]
+        values = lookup(cfg, key)
         if values and len(values) != len(names):
             raise ConfigError(f"config: {key} has {len(values)} entries for {len(names)} TARGET.NAMES; give one per target or none")
     if any(w <= 0 for w in cfg.TARGET.WEIGHTS):
