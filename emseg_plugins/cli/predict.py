@@ -68,7 +68,8 @@ def build_plan(args: argparse.Namespace):
     """(plan, config) from the arguments; reads only the input's shape and the checkpoint."""
     from emseg_plugins.config import load_config
     from emseg_plugins.engine.checkpoint import check_compatible, load_checkpoint
-    from emseg_plugins.inference.deploy import Plan, check_block_halo, default_halo, sha256_of
+    from emseg_plugins.inference.deploy import check_block_halo, default_halo
+    from emseg_plugins.inference.plan import Plan, sha256_of
     from emseg_plugins.inference.sources import open_source
 
     cfg = load_config(args.config_file, args.config_base, args.opts)

@@ -40,12 +40,12 @@ from emseg_plugins.errors import ConfigError, DataError
 from emseg_plugins.inference.sliding_window import predict_outputs
 from emseg_plugins.inference.sources import open_source
 from emseg_plugins.inference.tta import check_tta
-from emseg_plugins.inference.deploy_instances import decode_task, decoded, stitch_output
-from emseg_plugins.inference.plan import PLAN_FILE, Plan, sha256_of  # noqa: F401  (re-exported: the deploy's public names)
+from emseg_plugins.inference.deploy_instances import decode_task, stitch_output
+from emseg_plugins.inference.plan import PLAN_FILE, Plan, marker
 from emseg_plugins.postprocess.blockwise import grow, inside
 from emseg_plugins.postprocess.stitch import Box
 from emseg_plugins.registry import DECODERS
-from emseg_plugins.targets import target_names
+from emseg_plugins.targets import build_targets, target_names
 from emseg_plugins.utils.atomic import atomic_write_text
 
 PROBABILITY_DTYPES = ("uint8", "float16")  # uint8: round(255 p), 1 byte/voxel; float16: p itself, 2 bytes/voxel
@@ -125,29 +125,18 @@ def prepare_output(plan: Plan, overwrite: bool) -> list[int]:
         if plan.masks:
             masks = root.create_dataset("masks", shape=(k, *plan.shape), chunks=(1, *plan.block), dtype="u1", fill_value=0)
             masks.attrs["classes"] = list(plan.classes)
-        for name, channels in target_maps(plan):
-            root.create_dataset(name, shape=(channels, *plan.shape), chunks=(1, *plan.block), dtype=plan.dtype, fill_value=0)
+        for target in build_targets(CN.load_cfg(plan.cfg_yaml)):  # the model's learned-target maps
+            root.create_dataset(target.name, shape=(target.channels, *plan.shape), chunks=(1, *plan.block), dtype=plan.dtype, fill_value=0)
         if plan.instances:
             root.create_dataset("instances_local", shape=plan.shape, chunks=plan.block, dtype="u4", fill_value=0)
             root.create_dataset("instances", shape=plan.shape, chunks=plan.block, dtype="u8", fill_value=0)
         atomic_write_text(plan_file, plan.to_json())  # last: a store without it is recreated
-    return [i for i in range(len(plan.boxes)) if not _marker(out, "blocks", i).is_file()]
-
-
-def target_maps(plan: Plan) -> list[tuple[str, int]]:
-    """(name, channels) of every learned-target map the plan's model writes."""
-    from emseg_plugins.targets import build_targets
-
-    return [(t.name, t.channels) for t in build_targets(CN.load_cfg(plan.cfg_yaml))]
+    return [i for i in range(len(plan.boxes)) if not marker(out, "blocks", i).is_file()]
 
 
 def _short(value) -> str:
     text = str(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _marker(out: Path, kind: str, index: int) -> Path:
-    return out / kind / f"{index:06d}.json"
 
 
 _MODELS: dict[str, object] = {}  # per process: checkpoint sha -> model, loaded once per worker
@@ -179,12 +168,12 @@ def predict_block(plan_json: str, index: int) -> int:
     outputs = predict_outputs(_model_for(plan, cfg.SYSTEM.NUM_GPUS > 0), image, cfg, progress=False)
     root = zarr.open_group(plan.output, mode="r+")
     probs = outputs["probabilities"][(slice(None), *inner)]
-    for name in ("probabilities", *(n for n, _ in target_maps(plan))):
+    for name in ("probabilities", *target_names(cfg)):
         values = outputs[name][(slice(None), *inner)]
         root[name][(slice(None), *box)] = np.round(values * 255).astype(np.uint8) if plan.dtype == "uint8" else values.astype(np.float16)
     if plan.masks:
         root["masks"][(slice(None), *box)] = (probs >= cfg.INFERENCE.THRESHOLD).astype(np.uint8)
-    atomic_write_text(_marker(Path(plan.output), "blocks", index), "{}")
+    atomic_write_text(marker(Path(plan.output), "blocks", index), "{}")
     return index
 
 
@@ -228,9 +217,9 @@ def deploy(plan: Plan, cfg: CN, scheduler: str = "local", workers: int = 2, over
         todo = [i for i in todo if i in blocks]
     run_blocks(plan, todo, scheduler, workers, progress)
     out = Path(plan.output)
-    done = all(_marker(out, "blocks", i).is_file() for i in range(len(plan.boxes)))
+    done = all(marker(out, "blocks", i).is_file() for i in range(len(plan.boxes)))
     if done and plan.instances:
-        undecoded = [i for i in range(len(plan.boxes)) if not decoded(out, i)]
+        undecoded = [i for i in range(len(plan.boxes)) if not marker(out, "decoded", i).is_file()]
         run_blocks(plan, undecoded, scheduler, workers, progress, task=decode_task, desc="decode")
         cut = stitch_output(plan, progress)
         if cut:

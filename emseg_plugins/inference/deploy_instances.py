@@ -17,16 +17,12 @@ import zarr
 from tqdm import tqdm
 from yacs.config import CfgNode as CN
 
-from emseg_plugins.inference.plan import Plan
+from emseg_plugins.inference.plan import Plan, marker
 from emseg_plugins.postprocess.decoders import maps_reader
 from emseg_plugins.postprocess.blockwise import block_index, decode_block, join, shell_pairs
 from emseg_plugins.postprocess.stitch import apply_lookup, block_offsets
 from emseg_plugins.registry import DECODERS
 from emseg_plugins.utils.atomic import atomic_path, atomic_write_text
-
-def _marker(out: Path, kind: str, index: int) -> Path:
-    return out / kind / f"{index:06d}.json"
-
 
 def decode_task(plan_json: str, index: int) -> int:
     """Decode block ``index`` of a plan whose maps are all stored; returns its instance count."""
@@ -43,7 +39,7 @@ def decode_task(plan_json: str, index: int) -> int:
     np.savez_compressed(buffer, shell=result.shell, box=np.array([[s.start, s.stop] for s in result.shell_box]))
     with atomic_path(out / "shells" / f"{index:06d}.npz") as tmp:
         Path(tmp).write_bytes(buffer.getvalue())
-    atomic_write_text(_marker(out, "decoded", index), json.dumps({"count": result.count, "cut": result.cut}))
+    atomic_write_text(marker(out, "decoded", index), json.dumps({"count": result.count, "cut": result.cut}))
     return result.count
 
 
@@ -51,7 +47,7 @@ def stitch_output(plan, progress: bool = True) -> int:
     """Write ``instances`` from the decoded blocks (resumable per block); returns the cut components."""
     out = Path(plan.output)
     root = zarr.open_group(str(out), mode="r+")
-    done = [json.loads(_marker(out, "decoded", i).read_text()) for i in range(len(plan.boxes))]
+    done = [json.loads(marker(out, "decoded", i).read_text()) for i in range(len(plan.boxes))]
     offsets = block_offsets([d["count"] for d in done])
     grid = [len(range(0, s, b)) for s, b in zip(plan.shape, plan.block)]
     owner = block_index(plan.block, grid)
@@ -62,11 +58,7 @@ def stitch_output(plan, progress: bool = True) -> int:
             pairs.append(shell_pairs(shell["shell"], box, int(offsets[i]), root["instances_local"], owner, offsets))
     lookup = join(pairs, int(sum(d["count"] for d in done)))
     for index, box in enumerate(tqdm(plan.boxes, desc="stitch", unit="block", disable=not progress)):
-        if not _marker(out, "stitched", index).is_file():
+        if not marker(out, "stitched", index).is_file():
             root["instances"][box] = apply_lookup(root["instances_local"][box], int(offsets[index]), lookup)
-            atomic_write_text(_marker(out, "stitched", index), "{}")
+            atomic_write_text(marker(out, "stitched", index), "{}")
     return sum(d["cut"] for d in done)
-
-
-def decoded(out: Path, index: int) -> bool:
-    return _marker(out, "decoded", index).is_file()

@@ -51,3 +51,8 @@ def sha256_of(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def marker(out: Path, kind: str, index: int) -> Path:
+    """Completion marker of block ``index`` for a pass (``blocks``, ``decoded``, ``stitched``) in a deploy store."""
+    return Path(out) / kind / f"{index:06d}.json"

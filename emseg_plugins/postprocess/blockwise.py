@@ -24,7 +24,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from emseg_plugins.postprocess.stitch import Box, block_offsets
+from emseg_plugins.postprocess.stitch import Box, block_grid, block_offsets
 
 MARGIN = 2  # voxels: a component this close to an inner face of the decoded region may be incomplete
 MapsReader = Callable[[Box], dict]  # region (Z, Y, X slices) -> maps of that region
@@ -130,8 +130,6 @@ def join(pairs: Sequence[np.ndarray], total: int) -> np.ndarray:
 
 def decode_blockwise(decoder, read_maps: MapsReader, shape: Sequence[int], block: Sequence[int], halo: Sequence[int]) -> tuple[np.ndarray, int]:
     """In-memory reference of the pipeline (tests, small volumes): (stitched ids (Z, Y, X) uint64, cut components)."""
-    from emseg_plugins.postprocess.stitch import block_grid
-
     boxes = block_grid(shape, block)
     grid = [len(range(0, s, b)) for s, b in zip(shape, block)]
     local = np.zeros(shape, np.uint32)
